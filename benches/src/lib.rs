@@ -1,0 +1,1 @@
+//! Load harness; see README.md in this folder.

@@ -1,0 +1,1 @@
+//! pingora-http

@@ -1,0 +1,1 @@
+//! pingora-load-balancing
