@@ -1,1 +1,47 @@
-//! pingora-http
+//! HTTP request and response headers that remember how header names were spelled.
+//!
+//! Header names are case-insensitive, yet a transparent proxy should forward what it received
+//! byte for byte where it can: some peers (wrongly) depend on a particular spelling. The
+//! [`RequestHeader`] and [`ResponseHeader`] types here wrap [`http::request::Parts`] and
+//! [`http::response::Parts`] (reachable through [`Deref`](std::ops::Deref)) and keep, next to
+//! the normalized [`HeaderMap`](http::HeaderMap), the original spelling of every header name.
+//! [`RequestHeader::header_to_h1_wire`] then writes the header block exactly as received.
+//!
+//! Mutation goes through methods (`insert_header`, `append_header`, `remove_header`, ...)
+//! rather than through the inner `Parts`, so the two maps can never drift apart.
+
+#![warn(missing_docs)]
+
+mod case_header_name;
+mod case_map;
+mod request;
+mod response;
+mod target;
+
+pub use case_header_name::{CaseHeaderName, IntoCaseHeaderName};
+pub use http::method::Method;
+pub use http::status::StatusCode;
+pub use http::version::Version;
+/// The [`http::HeaderMap`] type, re-exported under the short name Pingora uses.
+pub use http::HeaderMap as HMap;
+pub use request::RequestHeader;
+pub use response::ResponseHeader;
+
+/// The header types most code needs, for a single glob import.
+pub mod prelude {
+    pub use crate::RequestHeader;
+    pub use crate::ResponseHeader;
+}
+
+/// One header name as handed to the callback of [`RequestHeader::map`] /
+/// [`ResponseHeader::map`].
+pub enum HeaderNameVariant<'a> {
+    /// The spelling recorded when the header was added (case-preserving headers).
+    Case(&'a CaseHeaderName),
+    /// A canonical spelling: title case for well-known names, lower case otherwise
+    /// (headers built without case preservation).
+    Titled(&'a str),
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,3 @@
-//! (being written)
+//! Descriptions of upstream servers: where to connect and how.
+
+pub mod peer;

@@ -1,0 +1,194 @@
+//! The simplest way to write an HTTP server: map a request to a response.
+//!
+//! Implement [`ServeHttp`] and run it in a listening service, either directly
+//! or wrapped in an [`HttpServer`] (which can carry [`HttpServerOptions`]):
+//!
+//! ```ignore
+//! struct Hello;
+//! #[async_trait]
+//! impl ServeHttp for Hello {
+//!     async fn response(&self, _s: &mut ServerSession) -> http::Response<Vec<u8>> {
+//!         http::Response::new(b"hello".to_vec())
+//!     }
+//! }
+//! let mut service = Service::new("hello".into(), HttpServer::new_app(Hello));
+//! service.add_tcp("127.0.0.1:8080");
+//! ```
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::FutureExt;
+use http::{header, Method, Response, StatusCode};
+use log::{debug, error, trace};
+use pingora_error::ErrorType;
+use pingora_http::ResponseHeader;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use crate::apps::{HttpServerApp, HttpServerOptions};
+use crate::protocols::http::ServerSession;
+use crate::protocols::Stream;
+use crate::server::ShutdownWatch;
+
+/// Seconds an idle keep-alive connection is kept open between requests.
+const KEEPALIVE_TIMEOUT_SECS: u64 = 60;
+
+/// Maps a request to a complete response.
+#[async_trait]
+pub trait ServeHttp {
+    /// Produce the response to the request in `http_session`.
+    ///
+    /// The request header has been read; the body has not: read it from
+    /// `http_session` if needed (what is left unread is discarded before the
+    /// connection is reused). The whole response is built in memory, so this
+    /// does not suit streaming; implement [`HttpServerApp`] for that.
+    async fn response(&self, http_session: &mut ServerSession) -> Response<Vec<u8>>;
+}
+
+#[async_trait]
+impl<SV> HttpServerApp for SV
+where
+    SV: ServeHttp + Send + Sync,
+{
+    async fn process_new_http(
+        self: &Arc<Self>,
+        http: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        serve(self.as_ref(), http, shutdown).await
+    }
+}
+
+/// A [`ServeHttp`] app with HTTP server options.
+pub struct HttpServer<SV> {
+    app: SV,
+    /// Options of the connections this server handles.
+    pub server_options: Option<HttpServerOptions>,
+}
+
+impl<SV> HttpServer<SV> {
+    /// Wrap `app`, with default options.
+    pub fn new_app(app: SV) -> Self {
+        HttpServer {
+            app,
+            server_options: None,
+        }
+    }
+
+    /// The wrapped app.
+    pub fn app(&self) -> &SV {
+        &self.app
+    }
+}
+
+#[async_trait]
+impl<SV> HttpServerApp for HttpServer<SV>
+where
+    SV: ServeHttp + Send + Sync,
+{
+    async fn process_new_http(
+        self: &Arc<Self>,
+        http: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        serve(&self.app, http, shutdown).await
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        self.server_options.as_ref()
+    }
+}
+
+/// Whether a response with this status may carry a body (RFC 9110 §6.4.1).
+fn status_allows_body(status: StatusCode) -> bool {
+    !(status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED)
+}
+
+/// Turn the app's response into a header, framing the body with
+/// `Content-Length` when the app did not frame it, so that the connection
+/// can be kept alive.
+fn response_header(parts: http::response::Parts, body_len: usize) -> Option<ResponseHeader> {
+    let framed = parts.headers.contains_key(header::CONTENT_LENGTH)
+        || parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let allows_body = status_allows_body(parts.status);
+    let mut resp: ResponseHeader = parts.into();
+    if !framed && allows_body {
+        if let Err(e) = resp.insert_header(header::CONTENT_LENGTH, body_len) {
+            error!("cannot set Content-Length: {e}");
+            return None;
+        }
+    }
+    Some(resp)
+}
+
+/// One request/response exchange; returns the connection when reusable.
+async fn serve<SV>(app: &SV, mut http: ServerSession, shutdown: &ShutdownWatch) -> Option<Stream>
+where
+    SV: ServeHttp + Send + Sync + ?Sized,
+{
+    match http.read_request().await {
+        Ok(true) => {}
+        Ok(false) => {
+            debug!("connection closed before a request arrived");
+            return None;
+        }
+        Err(e) => {
+            let malformed = matches!(
+                e.etype(),
+                ErrorType::H1Error | ErrorType::InvalidHTTPHeader
+            );
+            if malformed {
+                debug!("bad request from downstream: {e}");
+                let _ = http.respond_error(400).await;
+            } else {
+                debug!("cannot read a request from downstream: {e}");
+            }
+            return None;
+        }
+    }
+    trace!("{:?}", http.req_header());
+    // during shutdown, answer the request in hand and then close
+    let keepalive = (!*shutdown.borrow()).then_some(KEEPALIVE_TIMEOUT_SECS);
+    http.set_keepalive(keepalive);
+
+    let response = match AssertUnwindSafe(app.response(&mut http)).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => {
+            error!("the HTTP app panicked: {}", http.request_summary());
+            http.set_keepalive(None);
+            let _ = http.respond_error(500).await;
+            return None;
+        }
+    };
+    // leave the connection positioned at the next request
+    let mut reusable = true;
+    if let Err(e) = http.drain_request_body().await {
+        debug!("cannot drain the request body, closing after this response: {e}");
+        http.set_keepalive(None);
+        reusable = false;
+    }
+
+    let (parts, body) = response.into_parts();
+    let resp = response_header(parts, body.len())?;
+    let head = http.req_header().method == Method::HEAD;
+    if let Err(e) = http.write_response_header(Box::new(resp)).await {
+        error!("cannot write the response header: {e}, {}", http.request_summary());
+        return None;
+    }
+    if !body.is_empty() && !head {
+        if let Err(e) = http.write_response_body(Bytes::from(body), true).await {
+            error!("cannot write the response body: {e}, {}", http.request_summary());
+            return None;
+        }
+    }
+    match http.finish().await {
+        Ok(stream) if reusable => stream,
+        Ok(_) => None,
+        Err(e) => {
+            error!("cannot finish the response: {e}");
+            None
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Rules of HTTP/1.x shared by the server and client sessions: limits,
+//! keep-alive, message framing headers and upgrade detection.
+
+use http::{header, HeaderMap, HeaderValue, Version};
+use pingora_error::{Error, ErrorType};
+use pingora_http::{RequestHeader, ResponseHeader};
+use std::time::Duration;
+
+/// Most header fields accepted in one message head.
+pub const MAX_HEADERS: usize = 128;
+/// Largest accepted message head (request/status line plus fields), in bytes.
+pub const MAX_HEADER_SIZE: usize = 64 * 1024;
+/// Longest accepted request target (URI), in bytes.
+pub const MAX_URI_LEN: usize = 8 * 1024;
+/// Initial capacity of the buffer a message head is read into.
+pub const INIT_HEADER_BUF_SIZE: usize = 4096;
+/// How much of a request body is kept for retries.
+pub const BODY_BUF_LIMIT: usize = 64 * 1024;
+/// How long an idle connection waits for the first byte of a request when no
+/// keep-alive timeout was configured.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Whether (and how long) a connection may be reused after this exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepaliveStatus {
+    /// Reusable; wait at most this long for the next request.
+    Timeout(Duration),
+    /// Reusable, with no idle limit.
+    Infinite,
+    /// Close after this exchange.
+    Off,
+}
+
+/// What the `Connection` header asks for: `Some(false)` for `close` (which
+/// wins), `Some(true)` for `keep-alive`, `None` when it says neither.
+pub fn connection_keepalive(headers: &HeaderMap) -> Option<bool> {
+    let mut keepalive = None;
+    for value in headers.get_all(header::CONNECTION) {
+        for token in value.as_bytes().split(|b| *b == b',') {
+            let token = token.trim_ascii();
+            if token.eq_ignore_ascii_case(b"close") {
+                return Some(false);
+            }
+            if token.eq_ignore_ascii_case(b"keep-alive") {
+                keepalive = Some(true);
+            }
+        }
+    }
+    keepalive
+}
+
+/// Whether a message of `version` with `headers` lets the connection stay
+/// open: HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with
+/// `Connection: keep-alive`.
+pub fn is_keepalive(version: Version, headers: &HeaderMap) -> bool {
+    match connection_keepalive(headers) {
+        Some(k) => k,
+        None => version == Version::HTTP_11,
+    }
+}
+
+/// Whether `headers` carries `name` with `token` among its comma separated
+/// values (case-insensitive).
+pub fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &[u8]) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    })
+}
+
+/// Whether the request asks to switch protocols (HTTP/1.1 with `Upgrade`).
+pub fn is_upgrade_req(req: &RequestHeader) -> bool {
+    req.version == Version::HTTP_11 && req.headers.contains_key(header::UPGRADE)
+}
+
+/// Whether the response accepts a protocol switch.
+pub fn is_upgrade_resp(resp: &ResponseHeader) -> bool {
+    resp.status == 101 && resp.headers.contains_key(header::UPGRADE)
+}
+
+/// Whether the request sends `Expect: 100-continue` (HTTP/1.1 only).
+pub fn is_expect_continue_req(req: &RequestHeader) -> bool {
+    req.version == Version::HTTP_11
+        && req
+            .headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// The `Content-Length` of a message: `Ok(None)` when absent, an error when
+/// any value is not a plain decimal number or values disagree (repeated
+/// fields or comma lists of one identical value are accepted, per RFC 9110).
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, &'static str> {
+    let mut found: Option<u64> = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|b| *b == b',') {
+            let n = parse_decimal(part.trim_ascii()).ok_or("invalid Content-Length")?;
+            match found {
+                Some(prev) if prev != n => return Err("conflicting Content-Length values"),
+                _ => found = Some(n),
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    // 18 digits always fit in u64; larger bodies are not credible anyway
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// How the transfer codings of a message end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferCoding {
+    /// No `Transfer-Encoding`.
+    Absent,
+    /// Exactly one coding, `chunked`.
+    ChunkedOnly,
+    /// Other codings first, `chunked` last (e.g. `gzip, chunked`).
+    ChunkedFinal,
+    /// `chunked` is not (only once, and) last: framing is ambiguous.
+    Other,
+}
+
+/// Classify the `Transfer-Encoding` fields of a message.
+pub fn transfer_coding(headers: &HeaderMap) -> TransferCoding {
+    let mut count = 0usize;
+    let mut chunked_at = None;
+    let mut chunked_seen = 0usize;
+    for value in headers.get_all(header::TRANSFER_ENCODING) {
+        for coding in value.as_bytes().split(|b| *b == b',') {
+            let coding = coding.trim_ascii();
+            if coding.is_empty() {
+                continue;
+            }
+            if coding.eq_ignore_ascii_case(b"chunked") {
+                chunked_at = Some(count);
+                chunked_seen += 1;
+            }
+            count += 1;
+        }
+    }
+    match (count, chunked_at) {
+        (0, _) if headers.contains_key(header::TRANSFER_ENCODING) => TransferCoding::Other,
+        (0, _) => TransferCoding::Absent,
+        (1, Some(0)) => TransferCoding::ChunkedOnly,
+        (n, Some(i)) if i + 1 == n && chunked_seen == 1 => TransferCoding::ChunkedFinal,
+        _ => TransferCoding::Other,
+    }
+}
+
+/// The status an error from an HTTP/1 session should be answered with:
+/// 414 / 431 for limits, 408 for timeouts, 400 for other malformed input.
+pub fn error_status(e: &Error) -> u16 {
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        ErrorType::ReadTimedout => 408,
+        _ => 400,
+    }
+}
+
+/// Whether the value is `chunked` (for callers inspecting a single field).
+pub fn is_chunked_value(value: Option<&HeaderValue>) -> bool {
+    value.is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// Run `fut` with an optional time limit; on expiry fail with `etype`.
+pub(crate) async fn with_timeout<T>(
+    limit: Option<Duration>,
+    etype: ErrorType,
+    what: &'static str,
+    fut: impl std::future::Future<Output = pingora_error::Result<T>>,
+) -> pingora_error::Result<T> {
+    match limit {
+        Some(t) => match tokio::time::timeout(t, fut).await {
+            Ok(res) => res,
+            Err(_) => Error::e_explain(etype, format!("{what}, timeout: {t:?}")),
+        },
+        None => fut.await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(*k, HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn keepalive_rules() {
+        assert!(is_keepalive(Version::HTTP_11, &map(&[])));
+        assert!(!is_keepalive(Version::HTTP_10, &map(&[])));
+        assert!(is_keepalive(Version::HTTP_10, &map(&[("connection", "Keep-Alive")])));
+        let m = map(&[("connection", "keep-alive, Close")]);
+        assert!(!is_keepalive(Version::HTTP_11, &m));
+        assert!(header_has_token(&m, header::CONNECTION, b"close"));
+    }
+
+    #[test]
+    fn content_length_rules() {
+        assert_eq!(content_length(&map(&[])), Ok(None));
+        assert_eq!(content_length(&map(&[("content-length", "42")])), Ok(Some(42)));
+        let dup = map(&[("content-length", "5"), ("content-length", "5, 5")]);
+        assert_eq!(content_length(&dup), Ok(Some(5)));
+        for bad in ["5, 6", "-1", "+5", "0x10", "", " ", "1 2", "9999999999999999999"] {
+            let m = map(&[("content-length", bad)]);
+            assert!(content_length(&m).is_err(), "{bad:?} accepted");
+        }
+        let two = map(&[("content-length", "5"), ("content-length", "6")]);
+        assert!(content_length(&two).is_err());
+    }
+
+    #[test]
+    fn transfer_coding_rules() {
+        use TransferCoding::*;
+        assert_eq!(transfer_coding(&map(&[])), Absent);
+        assert_eq!(transfer_coding(&map(&[("transfer-encoding", "Chunked")])), ChunkedOnly);
+        let gz = map(&[("transfer-encoding", "gzip"), ("transfer-encoding", "chunked")]);
+        assert_eq!(transfer_coding(&gz), ChunkedFinal);
+        for bad in ["chunked, gzip", "chunked, chunked", "identity", "xchunked", ""] {
+            let m = map(&[("transfer-encoding", bad)]);
+            assert_eq!(transfer_coding(&m), Other, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn error_status_mapping() {
+        assert_eq!(error_status(&Error::new(ErrorType::HTTPStatus(431))), 431);
+        assert_eq!(error_status(&Error::new(ErrorType::InvalidHTTPHeader)), 400);
+        assert_eq!(error_status(&Error::new(ErrorType::ReadTimedout)), 408);
+    }
+}

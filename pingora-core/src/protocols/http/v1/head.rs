@@ -1,0 +1,208 @@
+//! Parsing and writing of HTTP/1 message heads (start line + header fields).
+//!
+//! Parsing is done by `httparse` plus stricter checks of our own: any LF not
+//! preceded by CR is rejected (httparse tolerates bare LF line endings, which
+//! other parsers may split differently), limits map to 414 / 431, and header
+//! fields are sliced out of the received buffer without copying.
+
+use super::common::{MAX_HEADERS, MAX_HEADER_SIZE, MAX_URI_LEN};
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderValue, Version};
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+
+/// A parsed head and the raw bytes it was parsed from.
+pub(super) type Parsed<T> = Option<(Box<T>, Bytes)>;
+
+fn fail<T>(status: u16, msg: impl Into<String>) -> Result<T> {
+    let etype = match status {
+        400 => ErrorType::InvalidHTTPHeader,
+        code => ErrorType::HTTPStatus(code),
+    };
+    Error::e_explain(etype, msg.into())
+}
+
+/// Offsets of one header field inside the head buffer.
+#[derive(Clone, Copy, Default)]
+struct FieldRef {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+fn offset_of(base: &[u8], part: &[u8]) -> (usize, usize) {
+    (part.as_ptr() as usize - base.as_ptr() as usize, part.len())
+}
+
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+}
+
+/// Checks on an incomplete head: too big, or a request line that can only
+/// be over-long.
+fn check_partial(buf: &[u8], request: bool) -> Result<()> {
+    if request && buf.len() > MAX_URI_LEN + 64 && !buf.contains(&b'\n') {
+        return fail(414, "request line too long");
+    }
+    if buf.len() >= MAX_HEADER_SIZE {
+        return fail(431, format!("header larger than {MAX_HEADER_SIZE} bytes"));
+    }
+    Ok(())
+}
+
+fn map_httparse_error(e: httparse::Error) -> Result<()> {
+    match e {
+        httparse::Error::TooManyHeaders => fail(431, format!("more than {MAX_HEADERS} headers")),
+        e => fail(400, format!("malformed head: {e}")),
+    }
+}
+
+fn collect_fields(
+    base: &[u8],
+    headers: &[httparse::Header<'_>],
+    refs: &mut [FieldRef; MAX_HEADERS],
+) -> usize {
+    for (r, h) in refs.iter_mut().zip(headers) {
+        *r = FieldRef {
+            name: offset_of(base, h.name.as_bytes()),
+            value: offset_of(base, h.value),
+        };
+    }
+    headers.len()
+}
+
+fn slice(head: &Bytes, (start, len): (usize, usize)) -> Bytes {
+    head.slice(start..start + len)
+}
+
+/// Parse a request head from the front of `buf`. `Ok(None)`: incomplete,
+/// read more. On success the head bytes are split off `buf` (what stays is
+/// body or a pipelined request). Errors carry `InvalidHTTPHeader` (400) or
+/// `HTTPStatus(414 | 431)`.
+pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut refs = [FieldRef::default(); MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let (len, n_fields, method, path, version) = match req.parse(buf) {
+        Ok(httparse::Status::Partial) => return check_partial(buf, true).map(|_| None),
+        Err(e) => return map_httparse_error(e).map(|_| None),
+        Ok(httparse::Status::Complete(len)) => {
+            let n = collect_fields(buf, req.headers, &mut refs);
+            let path = offset_of(buf, req.path.unwrap_or("").as_bytes());
+            let method = offset_of(buf, req.method.unwrap_or("").as_bytes());
+            (len, n, method, path, req.version.unwrap_or(1))
+        }
+    };
+    if len > MAX_HEADER_SIZE {
+        return fail(431, format!("header larger than {MAX_HEADER_SIZE} bytes"));
+    }
+    if path.1 > MAX_URI_LEN {
+        return fail(414, format!("request target longer than {MAX_URI_LEN} bytes"));
+    }
+    if has_bare_lf(&buf[..len]) {
+        return fail(400, "bare LF in request head");
+    }
+    let head = buf.split_to(len).freeze();
+    // httparse only accepts token characters, which are ASCII
+    let method = std::str::from_utf8(&head[method.0..method.0 + method.1]).unwrap_or("");
+    let mut req = Box::new(RequestHeader::build(
+        method,
+        &head[path.0..path.0 + path.1],
+        Some(n_fields),
+    )?);
+    req.set_version(if version == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    });
+    for r in &refs[..n_fields] {
+        add_field(&head, r, |n, v| req.append_header(n, v).map(|_| ()))?;
+    }
+    Ok(Some((req, head)))
+}
+
+fn add_field(
+    head: &Bytes,
+    r: &FieldRef,
+    mut append: impl FnMut(Bytes, HeaderValue) -> Result<()>,
+) -> Result<()> {
+    let value = HeaderValue::from_maybe_shared(slice(head, r.value))
+        .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid header value"))?;
+    append(slice(head, r.name), value)
+}
+
+/// Parse a response head from the front of `buf` (see [`parse_request`]).
+pub(super) fn parse_response(buf: &mut BytesMut) -> Result<Parsed<ResponseHeader>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut refs = [FieldRef::default(); MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let (len, n_fields, code, reason, version) = match resp.parse(buf) {
+        Ok(httparse::Status::Partial) => return check_partial(buf, false).map(|_| None),
+        Err(e) => return map_httparse_error(e).map(|_| None),
+        Ok(httparse::Status::Complete(len)) => {
+            let n = collect_fields(buf, resp.headers, &mut refs);
+            let reason = resp.reason.map(|r| offset_of(buf, r.as_bytes()));
+            (len, n, resp.code.unwrap_or(0), reason, resp.version.unwrap_or(1))
+        }
+    };
+    if len > MAX_HEADER_SIZE {
+        return fail(431, format!("header larger than {MAX_HEADER_SIZE} bytes"));
+    }
+    if has_bare_lf(&buf[..len]) {
+        return fail(400, "bare LF in response head");
+    }
+    let head = buf.split_to(len).freeze();
+    let mut resp = Box::new(ResponseHeader::build(code, Some(n_fields))?);
+    resp.set_version(if version == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    });
+    if let Some((start, l)) = reason {
+        if let Ok(r) = std::str::from_utf8(&head[start..start + l]) {
+            if !r.is_empty() {
+                resp.set_reason_phrase(Some(r))?;
+            }
+        }
+    }
+    for r in &refs[..n_fields] {
+        add_field(&head, r, |n, v| resp.append_header(n, v).map(|_| ()))?;
+    }
+    Ok(Some((resp, head)))
+}
+
+/// Serialize a response head as HTTP/1.1 into `buf`.
+pub(crate) fn write_response_head(resp: &ResponseHeader, buf: &mut BytesMut) {
+    buf.reserve(64 + resp.headers.len() * 32);
+    buf.put_slice(b"HTTP/1.1 ");
+    buf.put_slice(resp.status.as_str().as_bytes());
+    buf.put_u8(b' ');
+    if let Some(reason) = resp.get_reason_phrase() {
+        buf.put_slice(reason.as_bytes());
+    }
+    buf.put_slice(b"\r\n");
+    resp.header_to_h1_wire(buf);
+    buf.put_slice(b"\r\n");
+}
+
+/// Serialize a request head into `buf`. Fails when the target holds bytes
+/// that would split the request line.
+pub(crate) fn write_request_head(req: &RequestHeader, buf: &mut BytesMut) -> Result<()> {
+    let path = req.raw_path();
+    if path.is_empty() || path.iter().any(|b| matches!(b, b' ' | b'\r' | b'\n' | 0)) {
+        return fail(400, "request target cannot be sent over HTTP/1");
+    }
+    buf.reserve(64 + path.len() + req.headers.len() * 32);
+    buf.put_slice(req.method.as_str().as_bytes());
+    buf.put_u8(b' ');
+    buf.put_slice(path);
+    buf.put_slice(if req.version == Version::HTTP_10 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
+    req.header_to_h1_wire(buf);
+    buf.put_slice(b"\r\n");
+    Ok(())
+}

@@ -1,0 +1,587 @@
+//! The HTTP/1.x server session: reads one request from a client connection
+//! and writes its response; [`HttpSession::reuse`] hands the connection on
+//! for the next (possibly already pipelined) request.
+//!
+//! Requests are validated strictly (see [`super::common`] and the chunked
+//! decoder) because a proxy that frames a request differently from the
+//! server behind it enables request smuggling. A request that cannot be
+//! parsed is answered (400 / 414 / 431) and the connection closed by the
+//! session itself before the error is returned.
+
+mod write;
+
+use super::body::BodyReader;
+use super::common::*;
+use super::head;
+use crate::protocols::http::body_buffer::FixedBuffer;
+use crate::protocols::http::error_resp;
+use crate::protocols::{Digest, Rewind, SocketAddr, Stream};
+use bytes::{Bytes, BytesMut};
+use http::header::{self, AsHeaderName};
+use http::{HeaderValue, Method, Version};
+use log::debug;
+use pingora_error::{Error, ErrorType::*, OrErr, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+/// How long writing an automatic error response may take.
+const ERROR_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The HTTP/1.x server side of one request/response exchange.
+pub struct HttpSession {
+    underlying_stream: Stream,
+    /// Read buffer; once the head is parsed its rest moves to `body_reader`.
+    buf: BytesMut,
+    raw_header: Option<Bytes>,
+    request_header: Option<Box<RequestHeader>>,
+    body_reader: BodyReader,
+    body_writer: super::body::BodyWriter,
+    /// A response head not sent yet, to go out with the first body bytes.
+    pending_head: BytesMut,
+    /// Body pieces gathered by [`Self::response_duplex_vec`] for one write.
+    body_write_buf: BytesMut,
+    body_bytes_sent: usize,
+    body_bytes_read: usize,
+    keepalive: KeepaliveStatus,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    total_drain_timeout: Option<Duration>,
+    min_send_rate: Option<usize>,
+    response_written: Option<Box<ResponseHeader>>,
+    retry_buffer: Option<FixedBuffer>,
+    upgraded: bool,
+    continue_sent: bool,
+    ignore_info_resp: bool,
+    digest: Box<Digest>,
+}
+
+impl HttpSession {
+    /// A session over an established connection. Call
+    /// [`Self::read_request`] first.
+    pub fn new(underlying_stream: Stream) -> Self {
+        let digest = Box::new(Digest {
+            ssl_digest: underlying_stream.get_ssl_digest(),
+            timing_digest: underlying_stream.get_timing_digest(),
+            proxy_digest: underlying_stream.get_proxy_digest(),
+            socket_digest: underlying_stream.get_socket_digest(),
+        });
+        HttpSession {
+            underlying_stream,
+            buf: BytesMut::new(),
+            raw_header: None,
+            request_header: None,
+            body_reader: BodyReader::new(),
+            body_writer: super::body::BodyWriter::new(),
+            pending_head: BytesMut::new(),
+            body_write_buf: BytesMut::new(),
+            body_bytes_sent: 0,
+            body_bytes_read: 0,
+            keepalive: KeepaliveStatus::Off,
+            read_timeout: None,
+            write_timeout: None,
+            total_drain_timeout: None,
+            min_send_rate: None,
+            response_written: None,
+            retry_buffer: None,
+            upgraded: false,
+            continue_sent: false,
+            ignore_info_resp: false,
+            digest,
+        }
+    }
+
+    /// Read and validate the request head.
+    ///
+    /// `Ok(Some(n))`: a request of `n` head bytes was read. `Ok(None)`: the
+    /// client closed (or stayed idle past the keep-alive timeout, default
+    /// [`DEFAULT_IDLE_TIMEOUT`]) before sending a byte, which is normal on a
+    /// reused connection. Errors come with `Downstream` source; for
+    /// malformed or over-limit requests the matching response (see
+    /// [`error_status`]) was already sent and the connection closed.
+    pub async fn read_request(&mut self) -> Result<Option<usize>> {
+        let idle = match self.keepalive {
+            KeepaliveStatus::Timeout(d) => Some(d),
+            KeepaliveStatus::Infinite => None,
+            KeepaliveStatus::Off => Some(DEFAULT_IDLE_TIMEOUT),
+        };
+        let mut deadline: Option<Instant> = None;
+        loop {
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                let grow = self.buf.len().max(INIT_HEADER_BUF_SIZE);
+                self.buf.reserve(grow);
+            }
+            let read = self.underlying_stream.read_buf(&mut self.buf);
+            let res = match (deadline, idle) {
+                (Some(at), _) => match tokio::time::timeout_at(at, read).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        self.keepalive = KeepaliveStatus::Off;
+                        self.reject(408).await;
+                        return Error::e_explain(ReadTimedout, "reading request header")
+                            .map_err(|e| e.into_down());
+                    }
+                },
+                (None, Some(t)) => match tokio::time::timeout(t, read).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        debug!("idle timeout {t:?} before a request");
+                        return Ok(None);
+                    }
+                },
+                (None, None) => read.await,
+            };
+            let n = match res {
+                Ok(n) => n,
+                Err(e) if self.buf.is_empty() => {
+                    debug!("read error before a request: {e}");
+                    return Ok(None);
+                }
+                Err(e) => {
+                    return Err(Error::because(ReadError, "reading request header", e).into_down())
+                }
+            };
+            if n == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(Error::explain(
+                    ConnectionClosed,
+                    format!("client closed after {} header bytes", self.buf.len()),
+                )
+                .into_down());
+            }
+            if deadline.is_none() {
+                let limit = self.read_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT);
+                deadline = Some(Instant::now() + limit);
+            }
+            match head::parse_request(&mut self.buf) {
+                Ok(None) => continue,
+                Ok(Some((req, raw))) => {
+                    let len = raw.len();
+                    if let Err(e) = self.accept_request(req, raw) {
+                        self.reject(error_status(&e)).await;
+                        return Err(e.into_down());
+                    }
+                    return Ok(Some(len));
+                }
+                Err(e) => {
+                    debug!("bad request head: {e}");
+                    self.reject(error_status(&e)).await;
+                    return Err(e.into_down());
+                }
+            }
+        }
+    }
+
+    /// Check the framing of a parsed request and set up body reading.
+    fn accept_request(&mut self, req: Box<RequestHeader>, raw: Bytes) -> Result<()> {
+        let cl = content_length(&req.headers)
+            .map_err(|msg| Error::explain(InvalidHTTPHeader, msg))?;
+        let te = transfer_coding(&req.headers);
+        if te != TransferCoding::Absent {
+            if req.version == Version::HTTP_10 {
+                return Error::e_explain(InvalidHTTPHeader, "Transfer-Encoding in HTTP/1.0");
+            }
+            if cl.is_some() {
+                return Error::e_explain(
+                    InvalidHTTPHeader,
+                    "both Content-Length and Transfer-Encoding",
+                );
+            }
+            if te != TransferCoding::ChunkedOnly {
+                return Error::e_explain(InvalidHTTPHeader, "unsupported Transfer-Encoding");
+            }
+        }
+        if req.headers.get_all(header::HOST).iter().nth(1).is_some() {
+            return Error::e_explain(InvalidHTTPHeader, "more than one Host header");
+        }
+        let preread = self.buf.split();
+        match (te, cl) {
+            (TransferCoding::ChunkedOnly, _) => self.body_reader.init_chunked(preread),
+            // without framing a request has no body (RFC 9112 section 6.3)
+            (_, cl) => self
+                .body_reader
+                .init_content_length(cl.unwrap_or(0), preread),
+        }
+        let client_keepalive = is_keepalive(req.version, &req.headers);
+        self.raw_header = Some(raw);
+        self.request_header = Some(req);
+        if !client_keepalive {
+            self.keepalive = KeepaliveStatus::Off;
+        } else if self.keepalive == KeepaliveStatus::Off {
+            self.keepalive = KeepaliveStatus::Infinite;
+        }
+        Ok(())
+    }
+
+    /// Answer an unusable request with `code` and close the connection.
+    async fn reject(&mut self, code: u16) {
+        self.keepalive = KeepaliveStatus::Off;
+        if self.response_written.is_some() {
+            return;
+        }
+        let mut resp = error_resp::gen_error_response(code);
+        let _ = resp.insert_header(header::CONNECTION, "close");
+        let mut buf = BytesMut::new();
+        head::write_response_head(&resp, &mut buf);
+        let stream = &mut self.underlying_stream;
+        let send = async {
+            stream.write_all(&buf).await?;
+            stream.flush().await
+        };
+        if let Err(e) = tokio::time::timeout(ERROR_WRITE_TIMEOUT, send).await {
+            debug!("failed to send {code} response: {e}");
+        }
+        self.body_writer.init_content_length(0);
+        self.response_written = Some(Box::new(resp));
+        self.underlying_stream.shutdown().await;
+    }
+
+    /// The request head.
+    /// # Panics
+    /// When no request was read (call [`Self::read_request`] first).
+    pub fn req_header(&self) -> &RequestHeader {
+        self.request_header
+            .as_deref()
+            .expect("read_request() must succeed before req_header()")
+    }
+
+    /// The request head, mutable.
+    /// # Panics
+    /// When no request was read (call [`Self::read_request`] first).
+    pub fn req_header_mut(&mut self) -> &mut RequestHeader {
+        self.request_header
+            .as_deref_mut()
+            .expect("read_request() must succeed before req_header_mut()")
+    }
+
+    /// The first value of request header `name`.
+    pub fn get_header(&self, name: impl AsHeaderName) -> Option<&HeaderValue> {
+        self.request_header.as_ref()?.headers.get(name)
+    }
+
+    /// The first value of request header `name` as bytes (empty if absent).
+    pub fn get_header_bytes(&self, name: impl AsHeaderName) -> &[u8] {
+        self.get_header(name).map_or(b"", |v| v.as_bytes())
+    }
+
+    fn get_method(&self) -> Option<&Method> {
+        self.request_header.as_ref().map(|r| &r.method)
+    }
+
+    /// `METHOD path, Host: host`, for logs.
+    pub fn request_summary(&self) -> String {
+        format!(
+            "{} {}, Host: {}",
+            self.get_method().map_or("-", |m| m.as_str()),
+            self.request_header
+                .as_ref()
+                .map_or("".into(), |r| String::from_utf8_lossy(r.raw_path())),
+            String::from_utf8_lossy(self.get_header_bytes(header::HOST))
+        )
+    }
+
+    /// Whether the request asks for a protocol upgrade (e.g. WebSocket).
+    pub fn is_upgrade_req(&self) -> bool {
+        self.request_header.as_deref().is_some_and(is_upgrade_req)
+    }
+
+    /// The request head exactly as received.
+    pub fn get_headers_raw_bytes(&self) -> Bytes {
+        self.raw_header.clone().unwrap_or_default()
+    }
+
+    async fn maybe_send_continue(&mut self) -> Result<()> {
+        let expects = self
+            .request_header
+            .as_deref()
+            .is_some_and(is_expect_continue_req);
+        if expects
+            && !self.continue_sent
+            && self.response_written.is_none()
+            && !self.body_reader.body_done()
+        {
+            self.write_continue_response().await?;
+        }
+        Ok(())
+    }
+
+    /// Read the next piece of request body; `Ok(None)` once it is complete.
+    /// Sends `100 Continue` first if the client expects it. A failure
+    /// (timeout, bad chunk, early close) disables keep-alive.
+    pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
+        if self.body_reader.need_init() {
+            return Ok(None);
+        }
+        self.maybe_send_continue().await?;
+        let res = with_timeout(
+            self.read_timeout,
+            ReadTimedout,
+            "reading request body",
+            self.body_reader.read_body(&mut self.underlying_stream),
+        )
+        .await;
+        match res {
+            Ok(Some(data)) => {
+                self.body_bytes_read += data.len();
+                if let Some(b) = self.retry_buffer.as_mut() {
+                    b.write_to_buffer(&data);
+                }
+                Ok(Some(data))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.keepalive = KeepaliveStatus::Off;
+                Err(e.into_down())
+            }
+        }
+    }
+
+    /// Read and discard the rest of the request body (bounded by the total
+    /// drain timeout, if set).
+    pub async fn drain_request_body(&mut self) -> Result<()> {
+        if self.is_body_done() {
+            return Ok(());
+        }
+        let limit = self.total_drain_timeout;
+        let drain = async {
+            while self.read_body_bytes().await?.is_some() {}
+            Ok(())
+        };
+        with_timeout(limit, ReadTimedout, "draining request body", drain)
+            .await
+            .map_err(|e| e.into_down())
+    }
+
+    /// Whether no (more) request body is to be read.
+    pub fn is_body_done(&mut self) -> bool {
+        self.body_reader.need_init() || self.body_reader.body_done()
+    }
+
+    /// Whether the request has no body at all (known right after the head).
+    pub fn is_body_empty(&mut self) -> bool {
+        self.body_reader.need_init() || self.body_reader.body_empty()
+    }
+
+    /// Wait while the client is idle. Pipelined bytes it sends meanwhile
+    /// are kept for the next request. Returns the bytes read (0: closed).
+    pub async fn idle(&mut self) -> Result<usize> {
+        self.body_reader
+            .read_after_body(&mut self.underlying_stream)
+            .await
+            .map_err(|e| e.into_down())
+    }
+
+    /// Like [`Self::read_body_bytes`], but once the body is complete (or
+    /// `no_body_expected`) wait until the client closes the connection and
+    /// report that as `ConnectionClosed`: lets a proxy notice a client giving
+    /// up while it waits for the upstream.
+    pub async fn read_body_or_idle(&mut self, no_body_expected: bool) -> Result<Option<Bytes>> {
+        if !(no_body_expected || self.is_body_done()) {
+            return self.read_body_bytes().await;
+        }
+        loop {
+            if self.idle().await? == 0 {
+                let when = if self.response_written.is_none() {
+                    "before the response header was sent"
+                } else {
+                    "before the response body was complete"
+                };
+                return Err(Error::explain(ConnectionClosed, format!("client closed {when}"))
+                    .into_down());
+            }
+            if self.body_reader.has_leftover() && self.leftover_too_large() {
+                // stop buffering the next request; just wait
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    fn leftover_too_large(&self) -> bool {
+        // read_after_body appends to a buffer bounded by this check
+        self.body_bytes_read > usize::MAX - MAX_HEADER_SIZE || self.body_reader_len() > MAX_HEADER_SIZE
+    }
+
+    fn body_reader_len(&self) -> usize {
+        self.body_reader.leftover_len()
+    }
+
+    /// Keep a copy of the request body (up to [`BODY_BUF_LIMIT`]) so that
+    /// the request can be retried.
+    pub fn enable_retry_buffering(&mut self) {
+        if self.retry_buffer.is_none() {
+            self.retry_buffer = Some(FixedBuffer::new(BODY_BUF_LIMIT))
+        }
+    }
+
+    /// The buffered request body, unless it outgrew the retry buffer.
+    pub fn get_retry_buffer(&self) -> Option<Bytes> {
+        self.retry_buffer.as_ref().and_then(|b| b.get_buffer())
+    }
+
+    /// Whether the request body outgrew the retry buffer.
+    pub fn retry_buffer_truncated(&self) -> bool {
+        self.retry_buffer.as_ref().is_some_and(|b| b.is_truncated())
+    }
+
+    /// Request body bytes read so far (decoded, not wire bytes).
+    pub fn body_bytes_read(&self) -> usize {
+        self.body_bytes_read
+    }
+
+    /// Response body bytes sent so far (not counting framing).
+    pub fn body_bytes_sent(&self) -> usize {
+        self.body_bytes_sent
+    }
+
+    /// Follow the client's wish: keep-alive for HTTP/1.1 unless
+    /// `Connection: close`, for HTTP/1.0 only with `Connection: keep-alive`.
+    pub fn respect_keepalive(&mut self) {
+        let wants = self
+            .request_header
+            .as_ref()
+            .is_some_and(|r| is_keepalive(r.version, &r.headers));
+        if !wants {
+            self.keepalive = KeepaliveStatus::Off;
+        } else if self.keepalive == KeepaliveStatus::Off {
+            self.keepalive = KeepaliveStatus::Infinite;
+        }
+    }
+
+    fn set_keepalive(&mut self, seconds: Option<u64>) {
+        self.keepalive = match seconds {
+            None => KeepaliveStatus::Off,
+            Some(0) => KeepaliveStatus::Infinite,
+            Some(s) => KeepaliveStatus::Timeout(Duration::from_secs(s)),
+        };
+    }
+
+    /// Allow or forbid reusing the connection: `None` closes it after this
+    /// exchange, `Some(0)` keeps it without idle limit, `Some(s)` keeps it
+    /// for up to `s` seconds of idleness. A client that asked to close wins.
+    /// Called before [`Self::read_request`], it sets the idle limit while
+    /// waiting for the request.
+    pub fn set_server_keepalive(&mut self, keepalive: Option<u64>) {
+        let client_closes = self
+            .request_header
+            .as_ref()
+            .is_some_and(|r| !is_keepalive(r.version, &r.headers));
+        if client_closes {
+            self.keepalive = KeepaliveStatus::Off;
+        } else {
+            self.set_keepalive(keepalive);
+        }
+    }
+
+    /// Whether the connection will be offered for reuse.
+    pub fn will_keepalive(&self) -> bool {
+        self.keepalive != KeepaliveStatus::Off
+    }
+
+    /// Limit each read (header: in total after the first byte; body: each read).
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        self.read_timeout = Some(timeout);
+    }
+
+    /// Limit each write.
+    pub fn set_write_timeout(&mut self, timeout: Duration) {
+        self.write_timeout = Some(timeout);
+    }
+
+    /// Limit how long [`Self::reuse`] may spend draining an unread body.
+    pub fn set_total_drain_timeout(&mut self, timeout: Duration) {
+        self.total_drain_timeout = Some(timeout);
+    }
+
+    /// Require the client to accept at least `rate` bytes per second: each
+    /// write may take `len / rate` seconds (at least one). 0 is ignored.
+    pub fn set_min_send_rate(&mut self, rate: usize) {
+        if rate > 0 {
+            self.min_send_rate = Some(rate);
+        }
+    }
+
+    /// Drop informational (1xx) responses instead of sending them, except
+    /// `101` and a `100` the client asked for.
+    pub fn set_ignore_info_resp(&mut self, ignore: bool) {
+        self.ignore_info_resp = ignore;
+    }
+
+    /// Facts about the connection.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Facts about the connection, mutable.
+    pub fn digest_mut(&mut self) -> &mut Digest {
+        &mut self.digest
+    }
+
+    /// The client's address.
+    pub fn client_addr(&self) -> Option<&SocketAddr> {
+        self.digest.socket_digest.as_ref()?.peer_addr()
+    }
+
+    /// The local address the client connected to.
+    pub fn server_addr(&self) -> Option<&SocketAddr> {
+        self.digest.socket_digest.as_ref()?.local_addr()
+    }
+
+    /// Close the connection now.
+    pub async fn shutdown(&mut self) {
+        self.underlying_stream.shutdown().await;
+    }
+
+    /// The connection.
+    pub fn stream(&self) -> &Stream {
+        &self.underlying_stream
+    }
+
+    /// Give up HTTP and take the connection (e.g. after an upgrade).
+    /// Buffered unread bytes are put back in front of it.
+    pub fn into_inner(mut self) -> Stream {
+        let rest = self.body_reader.take_leftover();
+        Rewind::wrap(self.underlying_stream, rest.freeze())
+    }
+
+    /// Finish this exchange. If the connection may carry another request
+    /// (keep-alive, response complete, request body drained) it is returned,
+    /// with any pipelined bytes already read put back in front, for a new
+    /// session; otherwise it is closed and `None` returned. An error while
+    /// draining the request body is returned (the connection is closed).
+    pub async fn reuse(mut self) -> Result<Option<Stream>> {
+        if !self.pending_head.is_empty() {
+            let head = std::mem::take(&mut self.pending_head);
+            self.underlying_stream
+                .write_all(&head)
+                .await
+                .or_err(WriteError, "writing response header")
+                .map_err(|e| e.into_down())?;
+        }
+        let reusable = self.keepalive != KeepaliveStatus::Off
+            && !self.upgraded
+            && self.response_written.is_some()
+            && self.body_writer.is_complete();
+        if !reusable {
+            debug!("closing connection after {}", self.request_summary());
+            self.shutdown().await;
+            return Ok(None);
+        }
+        if let Err(e) = self.drain_request_body().await {
+            self.shutdown().await;
+            return Err(e);
+        }
+        if let Err(e) = self.underlying_stream.flush().await {
+            debug!("flush before reuse failed: {e}");
+            return Ok(None);
+        }
+        let rest = self.body_reader.take_leftover();
+        Ok(Some(Rewind::wrap(self.underlying_stream, rest.freeze())))
+    }
+}
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

@@ -1,0 +1,227 @@
+//! Header names that remember the exact bytes (including letter case) they were written with.
+
+use bytes::Bytes;
+use http::header::HeaderName;
+use pingora_error::{ErrorType::InvalidHTTPHeader, OrErr, Result};
+
+/// A header name exactly as it appeared (or should appear) on an HTTP/1 wire.
+///
+/// HTTP header names are case-insensitive, but a transparent proxy should not rewrite bytes it
+/// does not need to touch, so the original spelling is kept next to the normalized
+/// [`HeaderName`]. Backed by [`Bytes`], so static and received names are stored without copying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseHeaderName(Bytes);
+
+impl CaseHeaderName {
+    /// Take ownership of `name` as the case-preserved spelling.
+    pub fn new(name: String) -> Self {
+        CaseHeaderName(Bytes::from(name))
+    }
+
+    /// The name bytes as they will be written on the wire.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Copy `buf` into a new case-preserved name (e.g. from a parser's borrowed buffer).
+    pub fn from_slice(buf: &[u8]) -> Self {
+        CaseHeaderName(Bytes::copy_from_slice(buf))
+    }
+}
+
+impl AsRef<[u8]> for CaseHeaderName {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Conversion into a [`CaseHeaderName`], accepted by the header mutation methods.
+///
+/// Implemented for `&'static str`, [`String`], [`Bytes`], [`HeaderName`], `&HeaderName` and
+/// [`CaseHeaderName`]. A [`HeaderName`] has lost its original case, so it is written in the
+/// conventional title case (`Content-Length`) when it is a well-known header.
+pub trait IntoCaseHeaderName {
+    /// Convert `self` into its case-preserved spelling.
+    fn into_case_header_name(self) -> CaseHeaderName;
+
+    /// Produce both the spelling and the normalized name, failing on an invalid name.
+    ///
+    /// The default parses the spelling; implementors that already hold a [`HeaderName`]
+    /// override it to skip that work.
+    #[doc(hidden)]
+    fn into_case_and_header_name(self) -> Result<(CaseHeaderName, HeaderName)>
+    where
+        Self: Sized,
+    {
+        let case = self.into_case_header_name();
+        let name = HeaderName::from_bytes(case.as_slice())
+            .or_err(InvalidHTTPHeader, "invalid header name")?;
+        Ok((case, name))
+    }
+}
+
+impl IntoCaseHeaderName for CaseHeaderName {
+    fn into_case_header_name(self) -> CaseHeaderName {
+        self
+    }
+}
+
+impl IntoCaseHeaderName for String {
+    fn into_case_header_name(self) -> CaseHeaderName {
+        CaseHeaderName(Bytes::from(self))
+    }
+}
+
+impl IntoCaseHeaderName for &'static str {
+    fn into_case_header_name(self) -> CaseHeaderName {
+        CaseHeaderName(Bytes::from_static(self.as_bytes()))
+    }
+}
+
+impl IntoCaseHeaderName for Bytes {
+    fn into_case_header_name(self) -> CaseHeaderName {
+        CaseHeaderName(self)
+    }
+}
+
+impl IntoCaseHeaderName for HeaderName {
+    fn into_case_header_name(self) -> CaseHeaderName {
+        CaseHeaderName(titled_header_name(&self))
+    }
+
+    fn into_case_and_header_name(self) -> Result<(CaseHeaderName, HeaderName)> {
+        Ok((CaseHeaderName(titled_header_name(&self)), self))
+    }
+}
+
+impl IntoCaseHeaderName for &HeaderName {
+    fn into_case_header_name(self) -> CaseHeaderName {
+        CaseHeaderName(titled_header_name(self))
+    }
+
+    fn into_case_and_header_name(self) -> Result<(CaseHeaderName, HeaderName)> {
+        Ok((CaseHeaderName(titled_header_name(self)), self.clone()))
+    }
+}
+
+/// The wire spelling for a name with no recorded case: title case for well-known headers
+/// (static, no allocation), otherwise the normalized lower-case name.
+fn titled_header_name(name: &HeaderName) -> Bytes {
+    match titled_header_name_str(name) {
+        Some(titled) => Bytes::from_static(titled.as_bytes()),
+        None => Bytes::copy_from_slice(name.as_str().as_bytes()),
+    }
+}
+
+/// The conventional title-case spelling of a well-known header, if `name` is one.
+pub(crate) fn titled_header_name_str(name: &HeaderName) -> Option<&'static str> {
+    // Names are lower case here; the match compiles to a length switch plus short compares.
+    Some(match name.as_str() {
+        "accept" => "Accept",
+        "accept-charset" => "Accept-Charset",
+        "accept-encoding" => "Accept-Encoding",
+        "accept-language" => "Accept-Language",
+        "accept-ranges" => "Accept-Ranges",
+        "access-control-allow-credentials" => "Access-Control-Allow-Credentials",
+        "access-control-allow-headers" => "Access-Control-Allow-Headers",
+        "access-control-allow-methods" => "Access-Control-Allow-Methods",
+        "access-control-allow-origin" => "Access-Control-Allow-Origin",
+        "access-control-expose-headers" => "Access-Control-Expose-Headers",
+        "access-control-max-age" => "Access-Control-Max-Age",
+        "age" => "Age",
+        "allow" => "Allow",
+        "alt-svc" => "Alt-Svc",
+        "authorization" => "Authorization",
+        "cache-control" => "Cache-Control",
+        "connection" => "Connection",
+        "content-disposition" => "Content-Disposition",
+        "content-encoding" => "Content-Encoding",
+        "content-language" => "Content-Language",
+        "content-length" => "Content-Length",
+        "content-location" => "Content-Location",
+        "content-range" => "Content-Range",
+        "content-security-policy" => "Content-Security-Policy",
+        "content-type" => "Content-Type",
+        "cookie" => "Cookie",
+        "date" => "Date",
+        "etag" => "ETag",
+        "expect" => "Expect",
+        "expires" => "Expires",
+        "forwarded" => "Forwarded",
+        "from" => "From",
+        "host" => "Host",
+        "if-match" => "If-Match",
+        "if-modified-since" => "If-Modified-Since",
+        "if-none-match" => "If-None-Match",
+        "if-range" => "If-Range",
+        "if-unmodified-since" => "If-Unmodified-Since",
+        "keep-alive" => "Keep-Alive",
+        "last-modified" => "Last-Modified",
+        "link" => "Link",
+        "location" => "Location",
+        "origin" => "Origin",
+        "pragma" => "Pragma",
+        "proxy-authenticate" => "Proxy-Authenticate",
+        "proxy-authorization" => "Proxy-Authorization",
+        "proxy-connection" => "Proxy-Connection",
+        "range" => "Range",
+        "referer" => "Referer",
+        "retry-after" => "Retry-After",
+        "server" => "Server",
+        "set-cookie" => "Set-Cookie",
+        "strict-transport-security" => "Strict-Transport-Security",
+        "te" => "TE",
+        "trailer" => "Trailer",
+        "transfer-encoding" => "Transfer-Encoding",
+        "upgrade" => "Upgrade",
+        "user-agent" => "User-Agent",
+        "vary" => "Vary",
+        "via" => "Via",
+        "www-authenticate" => "WWW-Authenticate",
+        "x-forwarded-for" => "X-Forwarded-For",
+        "x-forwarded-host" => "X-Forwarded-Host",
+        "x-forwarded-proto" => "X-Forwarded-Proto",
+        "x-real-ip" => "X-Real-IP",
+        "x-request-id" => "X-Request-ID",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header;
+
+    #[test]
+    fn conversions_keep_spelling() {
+        assert_eq!("FoO".into_case_header_name().as_slice(), b"FoO");
+        assert_eq!(
+            String::from("bAr").into_case_header_name().as_slice(),
+            b"bAr"
+        );
+        assert_eq!(
+            Bytes::from_static(b"X-a")
+                .into_case_header_name()
+                .as_slice(),
+            b"X-a"
+        );
+        assert_eq!(CaseHeaderName::from_slice(b"Ab").as_slice(), b"Ab");
+    }
+
+    #[test]
+    fn header_name_is_title_cased() {
+        assert_eq!(header::SERVER.into_case_header_name().as_slice(), b"Server");
+        assert_eq!((&header::ETAG).into_case_header_name().as_slice(), b"ETag");
+        let custom = HeaderName::from_static("x-custom");
+        assert_eq!(custom.into_case_header_name().as_slice(), b"x-custom");
+    }
+
+    #[test]
+    fn invalid_name_is_an_error() {
+        assert!("bad name".into_case_and_header_name().is_err());
+        assert!("".into_case_and_header_name().is_err());
+        let (case, name) = "X-Ok".into_case_and_header_name().unwrap();
+        assert_eq!(case.as_slice(), b"X-Ok");
+        assert_eq!(name.as_str(), "x-ok");
+    }
+}

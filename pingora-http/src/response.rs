@@ -1,0 +1,229 @@
+//! [`ResponseHeader`]: an HTTP response head that preserves header-name case and order.
+
+use crate::case_header_name::IntoCaseHeaderName;
+use crate::case_map::{self, capacity_for, CaseMap};
+use crate::{CaseHeaderName, HMap, HeaderNameVariant, StatusCode, Version};
+use bytes::BufMut;
+use http::header::{AsHeaderName, HeaderValue};
+use http::response::Parts as RespParts;
+use pingora_error::{Error, ErrorType::InvalidHTTPHeader, OrErr, Result};
+use std::ops::Deref;
+
+/// An HTTP response header: status, version, headers and an optional custom reason phrase.
+///
+/// Reads go through [`Deref`] to [`http::response::Parts`]; writes go through methods so the
+/// recorded header-name spellings stay in step with the values.
+#[derive(Debug)]
+pub struct ResponseHeader {
+    base: RespParts,
+    header_name_map: Option<CaseMap>,
+    /// `None` means the canonical phrase of the status code.
+    reason_phrase: Option<Box<str>>,
+}
+
+impl Deref for ResponseHeader {
+    type Target = RespParts;
+
+    fn deref(&self) -> &RespParts {
+        &self.base
+    }
+}
+
+impl AsRef<RespParts> for ResponseHeader {
+    fn as_ref(&self) -> &RespParts {
+        &self.base
+    }
+}
+
+impl ResponseHeader {
+    fn new_no_case(size_hint: Option<usize>) -> Self {
+        let mut base = http::Response::new(()).into_parts().0;
+        base.headers = HMap::with_capacity(capacity_for(size_hint));
+        ResponseHeader {
+            base,
+            header_name_map: None,
+            reason_phrase: None,
+        }
+    }
+
+    /// Create a response that records header-name case, for HTTP/1 traffic.
+    ///
+    /// `code` is anything convertible to a [`StatusCode`] (e.g. `200u16`); `size_hint` is the
+    /// expected number of headers.
+    pub fn build(code: impl TryInto<StatusCode>, size_hint: Option<usize>) -> Result<Self> {
+        let mut resp = Self::build_no_case(code, size_hint)?;
+        resp.header_name_map = Some(CaseMap::with_capacity(capacity_for(size_hint)));
+        Ok(resp)
+    }
+
+    /// Create a response that does not record header-name case (smaller; right for HTTP/2).
+    pub fn build_no_case(code: impl TryInto<StatusCode>, size_hint: Option<usize>) -> Result<Self> {
+        let mut resp = Self::new_no_case(size_hint);
+        resp.set_status(code)?;
+        Ok(resp)
+    }
+
+    /// Add a header value, keeping existing values under the same name.
+    ///
+    /// Returns whether the name was already present. Fails with `InvalidHTTPHeader` on an
+    /// invalid name or value.
+    pub fn append_header(
+        &mut self,
+        name: impl IntoCaseHeaderName,
+        value: impl TryInto<HeaderValue>,
+    ) -> Result<bool> {
+        let value = value
+            .try_into()
+            .explain_err(InvalidHTTPHeader, |_| "invalid header value")?;
+        case_map::append(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            name,
+            value,
+        )
+    }
+
+    /// Set a header, replacing every existing value under the same (case-insensitive) name.
+    pub fn insert_header(
+        &mut self,
+        name: impl IntoCaseHeaderName,
+        value: impl TryInto<HeaderValue>,
+    ) -> Result<()> {
+        let value = value
+            .try_into()
+            .explain_err(InvalidHTTPHeader, |_| "invalid header value")?;
+        case_map::insert(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            name,
+            value,
+        )
+    }
+
+    /// Remove every value under `name`, returning the first one if there was any.
+    pub fn remove_header<'a, N: ?Sized>(&mut self, name: &'a N) -> Option<HeaderValue>
+    where
+        &'a N: 'a + AsHeaderName,
+    {
+        case_map::remove(self.header_name_map.as_mut(), &mut self.base.headers, name)
+    }
+
+    /// Write the header lines (`Name: value\r\n` each, without the status line or the final
+    /// empty line) in HTTP/1.1 format, with names spelled and ordered as recorded.
+    pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
+        case_map::write_h1(self.header_name_map.as_ref(), &self.base.headers, buf)
+    }
+
+    /// Iterate over (recorded spelling, value) in wire order. Empty if case is not recorded.
+    pub fn case_header_iter(&self) -> impl Iterator<Item = (&CaseHeaderName, &HeaderValue)> + '_ {
+        case_map::case_iter(self.header_name_map.as_ref(), &self.base.headers)
+    }
+
+    /// Whether header-name case is recorded (built with [`Self::build`]).
+    pub fn has_case(&self) -> bool {
+        self.header_name_map.is_some()
+    }
+
+    /// Call `f` for each header in wire order with the name as it would be written; stops at
+    /// the first error and returns it.
+    pub fn map<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(&self, f: F) -> Result<()> {
+        case_map::for_each(self.header_name_map.as_ref(), &self.base.headers, f)
+    }
+
+    /// Mutable access to the response extensions (typed per-response data).
+    pub fn extensions_mut(&mut self) -> &mut http::Extensions {
+        &mut self.base.extensions
+    }
+
+    /// Set the status code. A custom reason phrase set earlier is kept.
+    pub fn set_status(&mut self, status: impl TryInto<StatusCode>) -> Result<()> {
+        self.base.status = status
+            .try_into()
+            .explain_err(InvalidHTTPHeader, |_| "invalid status")?;
+        Ok(())
+    }
+
+    /// Set the HTTP version.
+    pub fn set_version(&mut self, version: Version) {
+        self.base.version = version;
+    }
+
+    /// Set the reason phrase; `None` (or the canonical phrase) means the status's default.
+    ///
+    /// Fails with `InvalidHTTPHeader` if the phrase has characters a status line cannot carry
+    /// (anything but HTAB, SP, visible ASCII and obs-text).
+    pub fn set_reason_phrase(&mut self, reason_phrase: Option<&str>) -> Result<()> {
+        match reason_phrase {
+            None => self.reason_phrase = None,
+            Some(phrase) if Some(phrase) == self.base.status.canonical_reason() => {
+                // The default is produced on demand; no need to store it.
+                self.reason_phrase = None;
+            }
+            Some(phrase) => {
+                let valid = phrase
+                    .bytes()
+                    .all(|b| b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80);
+                if !valid {
+                    return Error::e_explain(InvalidHTTPHeader, "invalid reason phrase");
+                }
+                self.reason_phrase = Some(phrase.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The reason phrase to send: the custom one if set, else the status's canonical phrase.
+    pub fn get_reason_phrase(&self) -> Option<&str> {
+        self.reason_phrase
+            .as_deref()
+            .or_else(|| self.base.status.canonical_reason())
+    }
+
+    /// Clone into a plain [`http::response::Parts`] (header case and reason phrase are lost).
+    pub fn as_owned_parts(&self) -> RespParts {
+        let mut parts = http::Response::new(()).into_parts().0;
+        parts.status = self.base.status;
+        parts.version = self.base.version;
+        parts.headers = self.base.headers.clone();
+        parts.extensions = self.base.extensions.clone();
+        parts
+    }
+
+    /// Set `Content-Length` to `len`, replacing any previous value.
+    pub fn set_content_length(&mut self, len: usize) -> Result<()> {
+        self.insert_header(http::header::CONTENT_LENGTH, len)
+    }
+}
+
+impl Clone for ResponseHeader {
+    fn clone(&self) -> Self {
+        ResponseHeader {
+            base: self.as_owned_parts(),
+            header_name_map: self.header_name_map.clone(),
+            reason_phrase: self.reason_phrase.clone(),
+        }
+    }
+}
+
+/// The result does not record header case: [`RespParts`] has none to give.
+impl From<RespParts> for ResponseHeader {
+    fn from(parts: RespParts) -> Self {
+        ResponseHeader {
+            base: parts,
+            header_name_map: None,
+            reason_phrase: None,
+        }
+    }
+}
+
+impl From<ResponseHeader> for RespParts {
+    fn from(resp: ResponseHeader) -> Self {
+        resp.base
+    }
+}
+
+impl From<Box<ResponseHeader>> for Box<RespParts> {
+    fn from(resp: Box<ResponseHeader>) -> Self {
+        Box::new(resp.base)
+    }
+}

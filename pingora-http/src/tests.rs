@@ -1,0 +1,222 @@
+//! Behaviour shared by both header types: case and order on the wire, mutation, errors.
+
+use super::*;
+use http::Uri;
+use pingora_error::ErrorType;
+
+fn wire_req(req: &RequestHeader) -> String {
+    let mut buf = Vec::new();
+    req.header_to_h1_wire(&mut buf);
+    String::from_utf8(buf).unwrap()
+}
+
+fn wire_resp(resp: &ResponseHeader) -> String {
+    let mut buf = bytes::BytesMut::new();
+    resp.header_to_h1_wire(&mut buf);
+    String::from_utf8(buf.to_vec()).unwrap()
+}
+
+#[test]
+fn case_and_order_preserved_on_wire() {
+    let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+    req.append_header("hOsT", "example.com").unwrap();
+    req.append_header("X-Custom-ONE", "1").unwrap();
+    req.append_header(http::header::ACCEPT, "*/*").unwrap();
+    req.append_header(String::from("user-AGENT"), "t").unwrap();
+    assert_eq!(
+        wire_req(&req),
+        "hOsT: example.com\r\nX-Custom-ONE: 1\r\nAccept: */*\r\nuser-AGENT: t\r\n"
+    );
+    // Lookups stay case-insensitive.
+    assert_eq!(req.headers.get("host").unwrap(), "example.com");
+    assert_eq!(req.host(), Some("example.com"));
+}
+
+#[test]
+fn insert_replaces_value_and_spelling_in_place() {
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    resp.insert_header("foo", "bar").unwrap();
+    resp.insert_header("Other", "x").unwrap();
+    resp.insert_header("FoO", "Bar").unwrap();
+    assert_eq!(wire_resp(&resp), "FoO: Bar\r\nOther: x\r\n");
+    assert_eq!(resp.headers.len(), 2);
+}
+
+#[test]
+fn multi_value_round_trips_in_order() {
+    let mut req = RequestHeader::build("GET", b"/", Some(4)).unwrap();
+    req.append_header("Set-Cookie", "a=1").unwrap();
+    req.append_header("x", "y").unwrap();
+    assert!(req.append_header("set-cookie", "b=2").unwrap());
+    assert!(!req.append_header("z", "w").unwrap());
+    // Values of one name are grouped after its first occurrence, each keeping its spelling.
+    assert_eq!(
+        wire_req(&req),
+        "Set-Cookie: a=1\r\nset-cookie: b=2\r\nx: y\r\nz: w\r\n"
+    );
+    let names: Vec<_> = req
+        .case_header_iter()
+        .map(|(n, v)| (n.as_slice().to_vec(), v.as_bytes().to_vec()))
+        .collect();
+    assert_eq!(names.len(), 4);
+    assert_eq!(names[1], (b"set-cookie".to_vec(), b"b=2".to_vec()));
+}
+
+#[test]
+fn remove_keeps_maps_in_step() {
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    resp.append_header("A", "1").unwrap();
+    resp.append_header("B", "2").unwrap();
+    resp.append_header("a", "3").unwrap();
+    resp.append_header("C", "4").unwrap();
+    assert_eq!(resp.remove_header("a").unwrap(), "1");
+    assert!(resp.remove_header("missing").is_none());
+    // Removal may reorder the remaining names (the value map swaps), but spellings still pair
+    // with their own values.
+    let mut got: Vec<String> = wire_resp(&resp).split("\r\n").map(String::from).collect();
+    got.sort();
+    assert_eq!(got, ["", "B: 2", "C: 4"]);
+    resp.append_header("a", "5").unwrap();
+    assert!(wire_resp(&resp).contains("a: 5\r\n"));
+    assert!(resp.case_header_iter().all(|(n, v)| {
+        resp.headers
+            .get_all(std::str::from_utf8(n.as_slice()).unwrap())
+            .iter()
+            .any(|x| x == v)
+    }));
+}
+
+#[test]
+fn no_case_uses_title_case_for_known_names() {
+    let mut req = RequestHeader::build_no_case("POST", b"/x", None).unwrap();
+    req.insert_header("content-LENGTH", "3").unwrap();
+    req.insert_header("x-thing", "1").unwrap();
+    assert!(!req.has_case());
+    assert!(req.case_header_iter().next().is_none());
+    assert_eq!(wire_req(&req), "Content-Length: 3\r\nx-thing: 1\r\n");
+    let mut seen = Vec::new();
+    req.map(|name, _| {
+        if let HeaderNameVariant::Titled(t) = name {
+            seen.push(t.to_string());
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, ["Content-Length", "x-thing"]);
+}
+
+#[test]
+fn invalid_headers_are_errors() {
+    let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+    let e = req.insert_header("bad name", "v").unwrap_err();
+    assert_eq!(*e.etype(), ErrorType::InvalidHTTPHeader);
+    let e = req.append_header("Good", "bad\r\nvalue").unwrap_err();
+    assert_eq!(*e.etype(), ErrorType::InvalidHTTPHeader);
+    assert!(req.insert_header("", "v").is_err());
+    assert!(req.headers.is_empty());
+    assert_eq!(wire_req(&req), "");
+    assert!(RequestHeader::build("GE T", b"/", None).is_err());
+    assert!(RequestHeader::build("GET", b"a b", None).is_err());
+    assert!(ResponseHeader::build(1000, None).is_err());
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    assert!(resp.set_reason_phrase(Some("bad\r\n")).is_err());
+}
+
+#[test]
+fn too_many_headers_is_an_error() {
+    let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+    let mut failed = false;
+    for _ in 0..=crate::case_map::MAX_HEADER_COUNT {
+        if req.append_header("X", "1").is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed);
+    assert_eq!(req.headers.len(), crate::case_map::MAX_HEADER_COUNT);
+    assert_eq!(
+        req.case_header_iter().count(),
+        crate::case_map::MAX_HEADER_COUNT
+    );
+}
+
+#[test]
+fn request_target_and_fields() {
+    let mut req = RequestHeader::build("GET", b"/a/b.html?x=1", None).unwrap();
+    assert_eq!(req.raw_path(), b"/a/b.html?x=1");
+    assert_eq!(req.uri_file_extension(), Some("html"));
+    req.set_method(Method::POST);
+    req.set_uri(Uri::from_static("http://h.example/z"));
+    assert_eq!(req.method, Method::POST);
+    assert_eq!(req.raw_path(), b"/z");
+    assert_eq!(req.host(), Some("h.example"));
+
+    let raw = b"/Hello\xF0\x90\x80World";
+    req.set_raw_path(raw).unwrap();
+    assert_eq!(req.raw_path(), raw);
+    assert!(!req.raw_path_is_utf8());
+    assert!(req.set_raw_path(b"a b").is_err());
+    assert_eq!(req.raw_path(), raw, "a failed set leaves the target alone");
+
+    let connect = RequestHeader::build("CONNECT", b"example.com:443", None).unwrap();
+    assert_eq!(connect.raw_path(), b"example.com:443");
+    assert_eq!(connect.host(), Some("example.com"));
+}
+
+#[test]
+fn end_stream_only_for_h2() {
+    let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+    assert_eq!(req.send_end_stream(), None);
+    req.set_version(Version::HTTP_2);
+    assert_eq!(req.send_end_stream(), Some(true));
+    req.set_send_end_stream(false);
+    assert_eq!(req.send_end_stream(), Some(false));
+}
+
+#[test]
+fn reason_phrase_and_status() {
+    let mut resp = ResponseHeader::build(StatusCode::NOT_FOUND, Some(2)).unwrap();
+    assert_eq!(resp.get_reason_phrase(), Some("Not Found"));
+    resp.set_reason_phrase(Some("Nope")).unwrap();
+    assert_eq!(resp.get_reason_phrase(), Some("Nope"));
+    resp.set_reason_phrase(None).unwrap();
+    assert_eq!(resp.get_reason_phrase(), Some("Not Found"));
+    resp.set_status(204).unwrap();
+    assert_eq!(resp.status, 204);
+    resp.set_content_length(12).unwrap();
+    assert_eq!(resp.headers["content-length"], "12");
+    resp.set_version(Version::HTTP_10);
+    assert_eq!(resp.version, Version::HTTP_10);
+}
+
+#[test]
+fn clone_and_conversions() {
+    let mut req = RequestHeader::build("GET", b"http://a.example/p", None).unwrap();
+    req.insert_header("X-A", "1").unwrap();
+    req.extensions_mut().insert(7u32);
+    let cloned = req.clone();
+    assert_eq!(wire_req(&cloned), "X-A: 1\r\n");
+    assert_eq!(cloned.raw_path(), b"http://a.example/p");
+    assert_eq!(cloned.extensions.get::<u32>(), Some(&7));
+    let parts = req.as_owned_parts();
+    assert_eq!(parts.headers["x-a"], "1");
+    let back = RequestHeader::from(parts);
+    assert!(!back.has_case());
+    assert_eq!(wire_req(&back), "x-a: 1\r\n");
+
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    resp.insert_header("sErver", "me").unwrap();
+    let c = resp.clone();
+    assert_eq!(wire_resp(&c), "sErver: me\r\n");
+    let parts: http::response::Parts = c.into();
+    assert_eq!(ResponseHeader::from(parts).status, 200);
+    let boxed: Box<http::response::Parts> = Box::new(resp).into();
+    assert_eq!(boxed.headers.len(), 1);
+}
+
+#[test]
+fn prelude_exports() {
+    use crate::prelude::*;
+    let _ = RequestHeader::build(Method::GET, b"/", None).unwrap();
+    let _ = ResponseHeader::build_no_case(200u16, None).unwrap();
+}

@@ -1,0 +1,235 @@
+//! Pieces shared by the proxy phases: error-to-status mapping and hop-by-hop header handling.
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+use pingora_error::{Error, ErrorSource, ErrorType};
+use pingora_http::{RequestHeader, ResponseHeader};
+
+/// The HTTP status a failed request should be answered with, or 0 when the client connection
+/// is beyond answering (it broke, or it is the one that failed to read).
+pub(crate) fn error_status(e: &Error) -> u16 {
+    if let Some(code) = e.etype().http_status() {
+        return code;
+    }
+    match e.esource() {
+        ErrorSource::Upstream => match e.etype() {
+            ErrorType::ConnectTimedout
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout
+            | ErrorType::TLSHandshakeTimedout => 504,
+            _ => 502,
+        },
+        ErrorSource::Downstream => match e.etype() {
+            ErrorType::ReadError
+            | ErrorType::WriteError
+            | ErrorType::WriteTimedout
+            | ErrorType::ConnectionClosed => 0,
+            ErrorType::ReadTimedout => 408,
+            _ => 400,
+        },
+        ErrorSource::Internal | ErrorSource::Unset => 500,
+    }
+}
+
+/// Headers that describe one hop only and never travel through a proxy.
+const HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::UPGRADE,
+];
+
+/// Headers a `Connection` option must not be able to remove: they frame or route the message.
+fn is_protected(name: &HeaderName) -> bool {
+    name == header::TRANSFER_ENCODING || name == header::CONTENT_LENGTH || name == header::HOST
+}
+
+/// Extra header names listed as options of the `Connection` header(s) of `headers`.
+fn connection_options(headers: &http::HeaderMap) -> Vec<HeaderName> {
+    let mut names = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split(',') {
+            let token = token.trim();
+            if token.is_empty() {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                if !is_protected(&name) && !HOP_BY_HOP.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    names
+}
+
+/// Whether a `Transfer-Encoding` value ends with the `chunked` coding.
+fn ends_chunked(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .rsplit(|b| *b == b',')
+        .next()
+        .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// Turn a copy of the client's request into the request to send upstream over HTTP/1.1:
+/// hop-by-hop headers go, and a chunked body is re-announced as plain `chunked` (the body is
+/// decoded on the way in and encoded again on the way out).
+pub(crate) fn prepare_upstream_request(req: &mut RequestHeader) {
+    for name in connection_options(&req.headers) {
+        req.remove_header(&name);
+    }
+    for name in HOP_BY_HOP.iter() {
+        req.remove_header(name);
+    }
+    if req.headers.contains_key(header::TRANSFER_ENCODING) {
+        // The server session only accepts a request whose last coding is chunked, and hands us
+        // the decoded payload: the upstream gets a fresh chunked body and no length.
+        req.remove_header(&header::CONTENT_LENGTH);
+        let _ = req.insert_header(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+    req.set_version(Version::HTTP_11);
+}
+
+/// Whether a response with `status` to a `method` request may carry a body.
+fn response_has_body(method: &Method, status: StatusCode) -> bool {
+    !(method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED)
+}
+
+/// Make an upstream response fit to be written to the client: hop-by-hop headers go (the
+/// server session writes its own `Connection` header), a chunked body stays chunked, and a body
+/// delimited by the upstream closing its connection is re-framed as chunked for HTTP/1.1
+/// clients so their connection can be kept.
+pub(crate) fn prepare_downstream_response(
+    resp: &mut ResponseHeader,
+    method: &Method,
+    client_version: Version,
+) {
+    for name in connection_options(&resp.headers) {
+        resp.remove_header(&name);
+    }
+    for name in HOP_BY_HOP.iter() {
+        resp.remove_header(name);
+    }
+    let has_body = response_has_body(method, resp.status);
+    if let Some(te) = resp.headers.get(header::TRANSFER_ENCODING) {
+        if has_body && !ends_chunked(te) {
+            // Close-delimited body with a transfer coding: keep the coding and frame it chunked.
+            let mut codings = te.as_bytes().to_vec();
+            codings.extend_from_slice(b", chunked");
+            if let Ok(value) = HeaderValue::from_bytes(&codings) {
+                let _ = resp.insert_header(header::TRANSFER_ENCODING, value);
+            }
+        }
+        resp.remove_header(&header::CONTENT_LENGTH);
+    } else if has_body
+        && client_version == Version::HTTP_11
+        && !resp.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        let _ = resp.insert_header(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_of_errors() {
+        let e = Error::new(ErrorType::HTTPStatus(418));
+        assert_eq!(error_status(&e), 418);
+        assert_eq!(error_status(&Error::new_up(ErrorType::ConnectRefused)), 502);
+        assert_eq!(
+            error_status(&Error::new_up(ErrorType::ConnectTimedout)),
+            504
+        );
+        assert_eq!(error_status(&Error::new_up(ErrorType::ReadTimedout)), 504);
+        assert_eq!(
+            error_status(&Error::new_down(ErrorType::ConnectionClosed)),
+            0
+        );
+        assert_eq!(
+            error_status(&Error::new_down(ErrorType::InvalidHTTPHeader)),
+            400
+        );
+        assert_eq!(error_status(&Error::new_in(ErrorType::InternalError)), 500);
+        assert_eq!(error_status(&Error::new(ErrorType::InternalError)), 500);
+    }
+
+    #[test]
+    fn request_hop_by_hop_removed() {
+        let mut req = RequestHeader::build("POST", b"/x", None).expect("valid request");
+        req.insert_header("Host", "a.test").expect("header");
+        req.insert_header("Connection", "keep-alive, X-Private, Host")
+            .expect("header");
+        req.insert_header("X-Private", "1").expect("header");
+        req.insert_header("Keep-Alive", "timeout=5")
+            .expect("header");
+        req.insert_header("Proxy-Connection", "keep-alive")
+            .expect("header");
+        req.insert_header("TE", "trailers").expect("header");
+        req.insert_header("Upgrade", "h2c").expect("header");
+        req.insert_header("Transfer-Encoding", "gzip, chunked")
+            .expect("header");
+        req.insert_header("Content-Length", "10").expect("header");
+        req.insert_header("X-Keep", "yes").expect("header");
+        prepare_upstream_request(&mut req);
+        for gone in [
+            "connection",
+            "x-private",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "upgrade",
+        ] {
+            assert!(!req.headers.contains_key(gone), "{gone} must be removed");
+        }
+        assert!(!req.headers.contains_key("content-length"));
+        assert_eq!(
+            req.headers.get("transfer-encoding").map(|v| v.as_bytes()),
+            Some(&b"chunked"[..])
+        );
+        assert_eq!(
+            req.headers.get("host").map(|v| v.as_bytes()),
+            Some(&b"a.test"[..])
+        );
+        assert!(req.headers.contains_key("x-keep"));
+        assert_eq!(req.version, Version::HTTP_11);
+    }
+
+    #[test]
+    fn response_reframed() {
+        let mut resp = ResponseHeader::build(200, None).expect("valid response");
+        resp.insert_header("Connection", "close").expect("header");
+        prepare_downstream_response(&mut resp, &Method::GET, Version::HTTP_11);
+        assert!(!resp.headers.contains_key("connection"));
+        assert_eq!(
+            resp.headers.get("transfer-encoding").map(|v| v.as_bytes()),
+            Some(&b"chunked"[..])
+        );
+
+        let mut resp = ResponseHeader::build(200, None).expect("valid response");
+        resp.insert_header("Content-Length", "3").expect("header");
+        prepare_downstream_response(&mut resp, &Method::GET, Version::HTTP_11);
+        assert!(!resp.headers.contains_key("transfer-encoding"));
+
+        let mut resp = ResponseHeader::build(204, None).expect("valid response");
+        prepare_downstream_response(&mut resp, &Method::GET, Version::HTTP_11);
+        assert!(!resp.headers.contains_key("transfer-encoding"));
+
+        let mut resp = ResponseHeader::build(200, None).expect("valid response");
+        prepare_downstream_response(&mut resp, &Method::HEAD, Version::HTTP_11);
+        assert!(!resp.headers.contains_key("transfer-encoding"));
+    }
+}

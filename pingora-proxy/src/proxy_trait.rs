@@ -1,0 +1,309 @@
+//! The [`ProxyHttp`] trait: the user's hooks into each phase of a proxied request.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::HeaderMap;
+use log::error;
+use pingora_core::protocols::Digest;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, Result, RetryType};
+use pingora_http::{RequestHeader, ResponseHeader};
+use std::time::Duration;
+
+use crate::proxy_common::error_status;
+use crate::Session;
+
+/// The programmable part of an HTTP proxy.
+///
+/// The proxy engine calls these methods, in the order they are declared below, for every request
+/// it serves. Only [`ProxyHttp::new_ctx`] and [`ProxyHttp::upstream_peer`] have to be written:
+/// every other phase has a default that lets the request through unchanged.
+///
+/// When a phase returns `Err`, the request stops there: [`ProxyHttp::fail_to_proxy`] decides the
+/// error response, an error line is logged (unless [`ProxyHttp::suppress_error_log`] says not
+/// to) and [`ProxyHttp::logging`] runs.
+#[async_trait]
+pub trait ProxyHttp {
+    /// State kept for one request and handed to every phase of it.
+    type CTX;
+
+    /// Make the per-request state. Called once per request, before any phase.
+    fn new_ctx(&self) -> Self::CTX;
+
+    /// Choose the upstream server this request goes to.
+    ///
+    /// Called again for each retry, so an implementation may pick a different peer after a
+    /// failure (the `ctx` is the same object across attempts).
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>>;
+
+    /// The very first phase, run as soon as the request header has been read and before
+    /// [`ProxyHttp::request_filter`].
+    async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Inspect the request: validate, authenticate, rate limit, or answer it directly.
+    ///
+    /// Return `Ok(true)` when this phase has already written a complete response: the engine then
+    /// stops processing (no upstream is contacted). `Ok(false)` continues to the next phase.
+    async fn request_filter(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<bool>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(false)
+    }
+
+    /// Decide, once the request passed [`ProxyHttp::request_filter`], whether it may go upstream.
+    ///
+    /// `Ok(true)` proxies it. `Ok(false)` stops: if this phase wrote no response itself, the
+    /// engine answers `502 Bad Gateway`.
+    async fn proxy_upstream_filter(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<bool>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(true)
+    }
+
+    /// See or change one piece of the request body on its way upstream.
+    ///
+    /// Called once per chunk read from the client (never the whole body at once), and a last time
+    /// with `end_of_stream` set. Setting `body` to `None` drops the chunk. Because it is async, a
+    /// slow implementation throttles the upload.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Change the request header sent upstream (for example its `Host` or path).
+    ///
+    /// `upstream_request` is a copy of the client's request with hop-by-hop headers already
+    /// removed; the client's own header (`session.req_header()`) is left as it came.
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_request: &mut RequestHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Change the response header as received from upstream, before
+    /// [`ProxyHttp::response_filter`].
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Change the response header right before it is written to the client.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// See or change one piece of the response body as received from upstream.
+    ///
+    /// Runs before [`ProxyHttp::response_body_filter`] for the same chunk. A returned duration
+    /// makes the engine pause that long before going on, which throttles the download.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        Ok(None)
+    }
+
+    /// See or change the response trailers as received from upstream.
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_trailers: &mut HeaderMap,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// See or change one piece of the response body right before it is written to the client.
+    ///
+    /// A returned duration makes the engine pause that long after writing the chunk.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(None)
+    }
+
+    /// See or change the response trailers before they go to the client.
+    ///
+    /// Returning `Ok(Some(bytes))` writes those bytes as the final piece of the response body
+    /// instead of the trailers (useful for HTTP/1 clients, which rarely accept trailers).
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_trailers: &mut HeaderMap,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Option<Bytes>>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(None)
+    }
+
+    /// The last phase: called exactly once per request, after the response was sent or the
+    /// request failed (`e` is the failure). Meant for access logs and metrics; an error log line
+    /// has already been written when `e` is set.
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, _ctx: &mut Self::CTX)
+    where
+        Self::CTX: Send + Sync,
+    {
+    }
+
+    /// Return `true` to keep the engine from writing its error log line for `error`.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, _error: &Error) -> bool {
+        false
+    }
+
+    /// Called when proxying fails after a connection to `peer` was established (or taken from the
+    /// pool): the returned error is what the engine goes on with.
+    ///
+    /// Mark the error retryable (`e.set_retry(true)`) to have [`ProxyHttp::upstream_peer`] called
+    /// again. The default names the peer and allows a retry only when the connection came from
+    /// the pool (it may have been closed by the peer while idle) and the error allows it.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        _ctx: &mut Self::CTX,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let retry = e.retry_if_reused(client_reused) && session.request_body_replayable();
+        e.retry = RetryType::Decided(retry);
+        e
+    }
+
+    /// Called when connecting to `peer` failed: the returned error is what the engine goes on
+    /// with.
+    ///
+    /// Mark it retryable (`e.set_retry(true)`) to have [`ProxyHttp::upstream_peer`] called again,
+    /// for instance to pick another server. The default returns `e` unchanged.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        _ctx: &mut Self::CTX,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        e
+    }
+
+    /// Called once when the request failed for good: write an error response if the client can
+    /// still get one.
+    ///
+    /// The default answers with the status the error implies (see [`FailToProxy`]) when no
+    /// response header was written yet, and never lets the client connection be reused.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut Self::CTX,
+    ) -> FailToProxy
+    where
+        Self::CTX: Send + Sync,
+    {
+        let mut code = error_status(e);
+        if code > 0 {
+            if session.response_written().is_some() {
+                // Part of the response is already out: all we can do is cut the connection.
+                code = 0;
+            } else if let Err(write_err) = session.respond_error(code).await {
+                error!("failed to send error response to downstream: {write_err}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Called each time a connection to `peer` was established or taken from the pool
+    /// (`reused`), with its file descriptor and timing/socket details. For logging and metrics.
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        _digest: Option<&Digest>,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// A one-line description of the request, appended to the engine's error log lines.
+    fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
+        session.as_ref().request_summary()
+    }
+}
+
+/// What [`ProxyHttp::fail_to_proxy`] did about a failed request.
+///
+/// The default status for an error: the code of an [`pingora_error::ErrorType::HTTPStatus`] error; 504 for an
+/// upstream timeout; 502 for any other upstream failure; 400 for a malformed client request;
+/// nothing (0) when the client connection itself broke; 500 otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailToProxy {
+    /// The status sent to the client, or 0 if none was sent. Used in logs.
+    pub error_code: u16,
+    /// Whether the client connection may serve another request despite the error. Only
+    /// honoured for failures before an upstream was chosen; the session's own keep-alive
+    /// setting still has the last word.
+    pub can_reuse_downstream: bool,
+}

@@ -1,0 +1,154 @@
+//! [`HttpProxy`]: the server app that runs a [`ProxyHttp`], and the functions wrapping it into a
+//! listening service.
+
+use async_trait::async_trait;
+use log::debug;
+use pingora_core::apps::{HttpServerApp, HttpServerOptions};
+use pingora_core::connectors::{http::Connector, ConnectorOptions};
+use pingora_core::protocols::http::ServerSession as HttpSession;
+use pingora_core::protocols::Stream;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::listening::Service;
+use pingora_error::ErrorType;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+use crate::{ProxyHttp, Session};
+
+/// The server app that proxies HTTP requests according to a user's [`ProxyHttp`].
+///
+/// Build one with [`http_proxy_service`] (wrapped in a listening service) or [`http_proxy`]
+/// (bare, to drive `process_new_http` from a custom accept loop).
+pub struct HttpProxy<SV> {
+    pub(crate) inner: SV,
+    pub(crate) client_upstream: Connector,
+    shutdown: Notify,
+    shutdown_flag: Arc<AtomicBool>,
+    /// HTTP server options for the connections this app serves.
+    pub server_options: Option<HttpServerOptions>,
+    pub(crate) max_retries: usize,
+}
+
+impl<SV> HttpProxy<SV> {
+    /// Wrap `inner`, with an upstream connector (and its connection pool) configured by `conf`
+    /// (e.g. `upstream_keepalive_pool_size`) and `conf.max_retries` attempts per request.
+    pub fn new(inner: SV, conf: Arc<ServerConf>) -> Self {
+        HttpProxy {
+            inner,
+            client_upstream: Connector::new(Some(ConnectorOptions::from_server_conf(&conf))),
+            shutdown: Notify::new(),
+            shutdown_flag: Arc::new(AtomicBool::new(false)),
+            server_options: None,
+            // At least one attempt, even if the configuration says 0.
+            max_retries: conf.max_retries.max(1),
+        }
+    }
+
+    /// The user's [`ProxyHttp`] implementation.
+    pub fn inner(&self) -> &SV {
+        &self.inner
+    }
+
+    /// Read the next request header from the client. `None` when the connection is done: the
+    /// client closed it, sent garbage (answered with an error status first), or the service is
+    /// shutting down.
+    async fn read_downstream_request(
+        &self,
+        mut downstream: Box<HttpSession>,
+    ) -> Option<Box<HttpSession>> {
+        let res = tokio::select! {
+            // Prefer an already buffered request over the shutdown notice.
+            biased;
+            res = downstream.read_request() => res,
+            _ = self.shutdown.notified() => return None,
+        };
+        match res {
+            Ok(true) => Some(downstream),
+            Ok(false) => None,
+            Err(e) => {
+                let e = e.into_down();
+                let code = match e.etype() {
+                    ErrorType::InvalidHTTPHeader => Some(400),
+                    other => other.http_status(),
+                };
+                if let Some(code) = code {
+                    debug!("bad request from client: {e}, answering {code}");
+                    if let Err(write_err) = downstream.respond_error(code).await {
+                        debug!("failed to send error response to downstream: {write_err}");
+                    }
+                } else {
+                    debug!("failed to read request from client: {e}");
+                }
+                downstream.shutdown().await;
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<SV> HttpServerApp for HttpProxy<SV>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    <SV as ProxyHttp>::CTX: Send + Sync,
+{
+    async fn process_new_http(
+        self: &Arc<Self>,
+        session: HttpSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let downstream = self.read_downstream_request(Box::new(session)).await?;
+        let mut session = Session::new(downstream, self.shutdown_flag.clone());
+        if *shutdown.borrow() {
+            // Serve this request, but let the client know the connection ends with it.
+            session.set_keepalive(None);
+        }
+        let ctx = self.inner.new_ctx();
+        self.process_request(session, ctx).await
+    }
+
+    async fn http_cleanup(&self) {
+        self.shutdown_flag.store(true, Ordering::Release);
+        // Wake idle keep-alive connections waiting for their next request so they close.
+        self.shutdown.notify_waiters();
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        self.server_options.as_ref()
+    }
+}
+
+/// The default name of the service [`http_proxy_service`] makes.
+const DEFAULT_SERVICE_NAME: &str = "Pingora HTTP Proxy Service";
+
+/// Make an [`HttpProxy`] running `inner`, without a service around it, for use in a custom
+/// accept loop (call `process_new_http` on an `Arc` of it).
+pub fn http_proxy<SV>(conf: &Arc<ServerConf>, inner: SV) -> HttpProxy<SV>
+where
+    SV: ProxyHttp,
+{
+    HttpProxy::new(inner, conf.clone())
+}
+
+/// Make a listening service that proxies HTTP according to `inner`. Add listeners to it
+/// (`add_tcp`, ...) and hand it to a `Server`.
+pub fn http_proxy_service<SV>(conf: &Arc<ServerConf>, inner: SV) -> Service<HttpProxy<SV>>
+where
+    SV: ProxyHttp,
+{
+    http_proxy_service_with_name(conf, inner, DEFAULT_SERVICE_NAME)
+}
+
+/// Like [`http_proxy_service`], with the service called `name` (in logs).
+pub fn http_proxy_service_with_name<SV>(
+    conf: &Arc<ServerConf>,
+    inner: SV,
+    name: &str,
+) -> Service<HttpProxy<SV>>
+where
+    SV: ProxyHttp,
+{
+    Service::new(name.to_string(), HttpProxy::new(inner, conf.clone()))
+}

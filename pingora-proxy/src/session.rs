@@ -1,0 +1,164 @@
+//! [`Session`]: one proxied request as the [`crate::ProxyHttp`] phases see it.
+
+use bytes::Bytes;
+use pingora_core::protocols::http::ServerSession as HttpSession;
+use pingora_core::protocols::Stream;
+use pingora_error::Result;
+use pingora_http::ResponseHeader;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// One request being proxied: the client (downstream) HTTP session plus what the proxy engine
+/// records about it.
+///
+/// It dereferences to the downstream [`HttpSession`], so its methods (`req_header()`,
+/// `req_header_mut()`, `read_request_body()`, `get_header()`, `client_addr()`,
+/// `set_keepalive()`, `response_written()`, ...) are available directly on the session.
+pub struct Session {
+    /// The HTTP session with the client.
+    pub downstream_session: Box<HttpSession>,
+    /// Response body bytes received from upstream for this request.
+    upstream_body_bytes_received: usize,
+    /// Whether any request body bytes were already taken from the client and sent on: such a
+    /// request cannot be sent again to another upstream.
+    request_body_consumed: bool,
+    /// Set when the service began shutting down.
+    shutdown_flag: Arc<AtomicBool>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        downstream_session: Box<HttpSession>,
+        shutdown_flag: Arc<AtomicBool>,
+    ) -> Self {
+        Session {
+            downstream_session,
+            upstream_body_bytes_received: 0,
+            request_body_consumed: false,
+            shutdown_flag,
+        }
+    }
+
+    /// Make a session over an HTTP/1 client connection `stream`, mostly for tests and mocks.
+    /// The request header still has to be read (`read_request()`).
+    pub fn new_h1(stream: Stream) -> Self {
+        Self::new(
+            Box::new(HttpSession::new_http1(stream)),
+            Arc::new(AtomicBool::new(false)),
+        )
+    }
+
+    /// The client-side HTTP session.
+    pub fn as_downstream(&self) -> &HttpSession {
+        &self.downstream_session
+    }
+
+    /// The client-side HTTP session, mutably.
+    pub fn as_downstream_mut(&mut self) -> &mut HttpSession {
+        &mut self.downstream_session
+    }
+
+    /// Answer the client with a bodiless response of status `error`.
+    pub async fn respond_error(&mut self, error: u16) -> Result<()> {
+        self.downstream_session.respond_error(error).await
+    }
+
+    /// Answer the client with a response of status `error` carrying `body`.
+    pub async fn respond_error_with_body(&mut self, error: u16, body: Bytes) -> Result<()> {
+        self.downstream_session
+            .respond_error_with_body(error, body)
+            .await
+    }
+
+    /// Write `resp` to the client; `end_of_stream` says the response has no body to follow.
+    pub async fn write_response_header(
+        &mut self,
+        resp: Box<ResponseHeader>,
+        end_of_stream: bool,
+    ) -> Result<()> {
+        self.downstream_session.write_response_header(resp).await?;
+        if end_of_stream {
+            self.downstream_session.finish_body().await?;
+        }
+        Ok(())
+    }
+
+    /// Like [`Session::write_response_header`], for a header the caller keeps (it is copied).
+    pub async fn write_response_header_ref(
+        &mut self,
+        resp: &ResponseHeader,
+        end_of_stream: bool,
+    ) -> Result<()> {
+        self.write_response_header(Box::new(resp.clone()), end_of_stream)
+            .await
+    }
+
+    /// Write a piece of response body to the client. `None` with `end_of_stream` unset is a
+    /// no-op; `end_of_stream` ends the response.
+    pub async fn write_response_body(
+        &mut self,
+        body: Option<Bytes>,
+        end_of_stream: bool,
+    ) -> Result<()> {
+        match body {
+            Some(data) if !data.is_empty() => {
+                self.downstream_session
+                    .write_response_body(data, end_of_stream)
+                    .await
+            }
+            _ if end_of_stream => self.downstream_session.finish_body().await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Response body bytes received from upstream for this request so far.
+    pub fn upstream_body_bytes_received(&self) -> usize {
+        self.upstream_body_bytes_received
+    }
+
+    pub(crate) fn add_upstream_body_bytes_received(&mut self, n: usize) {
+        self.upstream_body_bytes_received += n;
+    }
+
+    /// Whether the service this request belongs to is shutting down.
+    pub fn is_process_shutting_down(&self) -> bool {
+        self.shutdown_flag.load(Ordering::Acquire)
+    }
+
+    /// Whether the request could still be sent to another upstream: true until part of its
+    /// body has been consumed (bodies are streamed, not kept for replay).
+    pub fn request_body_replayable(&self) -> bool {
+        !self.request_body_consumed
+    }
+
+    pub(crate) fn mark_request_body_consumed(&mut self) {
+        self.request_body_consumed = true;
+    }
+}
+
+impl AsRef<HttpSession> for Session {
+    fn as_ref(&self) -> &HttpSession {
+        &self.downstream_session
+    }
+}
+
+impl AsMut<HttpSession> for Session {
+    fn as_mut(&mut self) -> &mut HttpSession {
+        &mut self.downstream_session
+    }
+}
+
+impl Deref for Session {
+    type Target = HttpSession;
+
+    fn deref(&self) -> &Self::Target {
+        &self.downstream_session
+    }
+}
+
+impl DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.downstream_session
+    }
+}
