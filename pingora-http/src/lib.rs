@@ -9,6 +9,31 @@
 //!
 //! Mutation goes through methods (`insert_header`, `append_header`, `remove_header`, ...)
 //! rather than through the inner `Parts`, so the two maps can never drift apart.
+//!
+//! Order: distinct names keep their first-insertion order; repeated values of one name are
+//! written together, in the order they were added, at the position of the name's first
+//! occurrence (the grouping [`http::HeaderMap`] imposes). Removing a name may move the last
+//! name into its place.
+//!
+//! ```
+//! use pingora_http::RequestHeader;
+//!
+//! let mut req = RequestHeader::build("GET", b"/index.html", None).unwrap();
+//! req.insert_header("hOSt", "example.com").unwrap();
+//! req.append_header("X-Trace", "1").unwrap();
+//! assert_eq!(req.headers.get("host").unwrap(), "example.com"); // lookups ignore case
+//!
+//! let mut wire = Vec::new();
+//! req.header_to_h1_wire(&mut wire);
+//! assert_eq!(wire, b"hOSt: example.com\r\nX-Trace: 1\r\n");
+//! ```
+//!
+//! The parts cannot be mutated behind the header's back:
+//!
+//! ```compile_fail
+//! let mut req = pingora_http::RequestHeader::build("GET", b"/", None).unwrap();
+//! req.headers.remove("host");
+//! ```
 
 #![warn(missing_docs)]
 

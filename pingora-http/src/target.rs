@@ -1,7 +1,7 @@
 //! Parsing of HTTP/1 request-targets (RFC 9112 section 3.2) into a [`Uri`] plus, when the
 //! [`Uri`] cannot reproduce them byte for byte, the original bytes.
 
-use http::uri::Uri;
+use http::uri::{PathAndQuery, Uri};
 use pingora_error::{ErrorType::InvalidHTTPHeader, OrErr, Result};
 use std::fmt::Write;
 
@@ -62,13 +62,10 @@ pub(crate) fn parse(target: &[u8]) -> Result<(Uri, RawTarget)> {
 fn parse_str(text: &str, raw: &[u8]) -> Result<(Uri, RawTarget)> {
     let origin_like = matches!(raw[0], b'/' | b'?') || raw == b"*";
     if origin_like {
-        let uri = Uri::builder()
-            .path_and_query(text)
-            .build()
-            .or_err_with(InvalidHTTPHeader, || {
-                format!("invalid request target {text}")
-            })?;
-        return Ok((uri, RawTarget::FromUri));
+        let path_and_query = PathAndQuery::try_from(text).or_err_with(InvalidHTTPHeader, || {
+            format!("invalid request target {text}")
+        })?;
+        return Ok((Uri::from(path_and_query), RawTarget::FromUri));
     }
     let uri = Uri::try_from(text).or_err_with(InvalidHTTPHeader, || {
         format!("invalid request target {text}")

@@ -3,7 +3,9 @@
 //! readiness lookup, for 10 and 100 backends.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use pingora_load_balancing::selection::{BackendIter, BackendSelection, Consistent, Random, RoundRobin};
+use pingora_load_balancing::selection::{
+    BackendIter, BackendSelection, Consistent, Random, RoundRobin,
+};
 use pingora_load_balancing::LoadBalancer;
 
 fn addresses(n: usize) -> Vec<String> {

@@ -102,11 +102,21 @@ async fn health_flips_after_threshold_and_reports() {
         });
         let backends = backends_with(&["10.0.0.1:80", "10.0.0.2:80"], Some(check.clone()));
         backends.update(|_| {}).await.expect("static");
-        assert!(!backends.ready(&b("10.9.9.9:80")), "unknown is not ready under checks");
+        assert!(
+            !backends.ready(&b("10.9.9.9:80")),
+            "unknown is not ready under checks"
+        );
 
-        check.down.lock().expect("not poisoned").insert(b("10.0.0.2:80"));
+        check
+            .down
+            .lock()
+            .expect("not poisoned")
+            .insert(b("10.0.0.2:80"));
         backends.run_health_check(parallel).await;
-        assert!(backends.ready(&b("10.0.0.2:80")), "one failure is below threshold");
+        assert!(
+            backends.ready(&b("10.0.0.2:80")),
+            "one failure is below threshold"
+        );
         backends.run_health_check(parallel).await;
         assert!(!backends.ready(&b("10.0.0.2:80")));
         assert!(backends.ready(&b("10.0.0.1:80")));
@@ -135,7 +145,11 @@ async fn health_survives_set_changes() {
     let mut backends = Backends::new(discovery);
     backends.set_health_check(Box::new(Shared(check.clone())));
     backends.update(|_| {}).await.expect("static");
-    check.down.lock().expect("not poisoned").insert(b("10.0.0.2:80"));
+    check
+        .down
+        .lock()
+        .expect("not poisoned")
+        .insert(b("10.0.0.2:80"));
     backends.run_health_check(false).await;
     assert!(!backends.ready(&b("10.0.0.2:80")));
 
@@ -147,8 +161,14 @@ async fn health_survives_set_changes() {
     );
     assert!(rebuilt.load(Ordering::SeqCst));
     assert!(!backends.ready(&b("10.0.0.2:80")));
-    assert!(backends.ready(&b("10.0.0.3:80")), "new backends start healthy");
-    assert!(!backends.ready(&b("10.0.0.1:80")), "removed backend is unknown");
+    assert!(
+        backends.ready(&b("10.0.0.3:80")),
+        "new backends start healthy"
+    );
+    assert!(
+        !backends.ready(&b("10.0.0.1:80")),
+        "removed backend is unknown"
+    );
 }
 
 #[tokio::test]

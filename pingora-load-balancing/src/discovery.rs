@@ -112,7 +112,10 @@ mod tests {
     fn from_iter_resolves_and_dedups() {
         let s = Static::try_from_iter(["127.0.0.1:80", "127.0.0.1:81", "127.0.0.1:80"])
             .expect("literal addresses");
-        assert_eq!(s.get(), BTreeSet::from([b("127.0.0.1:80"), b("127.0.0.1:81")]));
+        assert_eq!(
+            s.get(),
+            BTreeSet::from([b("127.0.0.1:80"), b("127.0.0.1:81")])
+        );
         let s = Static::try_from_iter([("127.0.0.1", 443)]).expect("tuple");
         assert_eq!(s.get(), BTreeSet::from([b("127.0.0.1:443")]));
         assert!(Static::try_from_iter(["no port here"]).is_err());

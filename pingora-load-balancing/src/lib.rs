@@ -17,6 +17,21 @@
 //! A [`LoadBalancer`] is also a
 //! [`BackgroundService`](pingora_core::services::background::BackgroundService):
 //! run it as one to refresh discovery and health checks periodically.
+//!
+//! ```
+//! use pingora_load_balancing::{health_check::TcpHealthCheck, selection::RoundRobin, LoadBalancer};
+//! use std::time::Duration;
+//!
+//! let mut lb: LoadBalancer<RoundRobin> =
+//!     LoadBalancer::try_from_iter(["127.0.0.1:8000", "127.0.0.1:8001"])?;
+//! lb.set_health_check(TcpHealthCheck::new());
+//! lb.health_check_frequency = Some(Duration::from_secs(5));
+//! // each call yields the next healthy backend
+//! let first = lb.select(b"", 16).expect("two backends");
+//! let second = lb.select(b"", 16).expect("two backends");
+//! assert_ne!(first, second);
+//! # Ok::<(), std::io::Error>(())
+//! ```
 #![warn(missing_docs)]
 
 mod backend;

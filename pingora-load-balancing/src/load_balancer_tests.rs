@@ -1,7 +1,7 @@
 use super::*;
 use crate::discovery::Static;
-use crate::selection::{Consistent, RoundRobin, FNVHash, Random};
 use crate::selection::consistent::KetamaConfig;
+use crate::selection::{Consistent, FNVHash, Random, RoundRobin};
 use async_trait::async_trait;
 use pingora_error::{Error, ErrorType};
 

@@ -84,7 +84,9 @@ impl<S> ConnectionPool<S> {
         let lru = NonZeroUsize::new(total)
             .filter(|_| per_key > 0)
             .map(ShardedLru::new);
-        let groups = (0..MAP_SHARDS).map(|_| RwLock::new(HashMap::new())).collect();
+        let groups = (0..MAP_SHARDS)
+            .map(|_| RwLock::new(HashMap::new()))
+            .collect();
         ConnectionPool {
             groups,
             lru,
@@ -125,11 +127,12 @@ impl<S> ConnectionPool<S> {
 
     /// Drop the pooled connection `meta` (if still there) and wake its watcher.
     fn evict(&self, meta: &ConnectionMeta, notify: Arc<Notify>) {
-        if let Some(node) = self.existing_node(meta.key) {
-            // Dropping the entry closes `notify_use`, which also ends the watcher.
-            drop(node.remove(meta.id));
-        }
-        debug!("evicted pooled connection {} of group {}", meta.id, meta.key);
+        // Dropping the entry closes `notify_use`, which also ends the watcher.
+        self.remove_from_group(meta);
+        debug!(
+            "evicted pooled connection {} of group {}",
+            meta.id, meta.key
+        );
         notify.notify_one();
     }
 
@@ -138,9 +141,35 @@ impl<S> ConnectionPool<S> {
         if let Some(lru) = &self.lru {
             lru.remove(meta.hash(), meta);
         }
-        if let Some(node) = self.existing_node(meta.key) {
-            drop(node.remove(meta.id));
+        self.remove_from_group(meta);
+    }
+
+    /// Drop connection `meta` from its group, and forget the group once it
+    /// is empty so that short-lived keys do not accumulate. Only the slow
+    /// paths (eviction, closed connections) come here.
+    fn remove_from_group(&self, meta: &ConnectionMeta) {
+        let Some(node) = self.existing_node(meta.key) else {
+            return;
+        };
+        drop(node.remove(meta.id));
+        if !node.is_empty() {
+            return;
         }
+        let mut groups = self.shard(meta.key).write();
+        // Under the write lock nobody can pick up a new handle to the node,
+        // so if the map's and ours are the only ones and it is still empty,
+        // no release can be racing into it.
+        let unused = groups
+            .get(&meta.key)
+            .is_some_and(|n| Arc::ptr_eq(n, &node) && Arc::strong_count(n) == 2 && n.is_empty());
+        if unused {
+            groups.remove(&meta.key);
+        }
+    }
+
+    /// Number of groups currently tracked (for tests and introspection).
+    pub fn group_count(&self) -> usize {
+        self.groups.iter().map(|g| g.read().len()).sum()
     }
 
     /// Take an idle connection of group `key`, if any.
@@ -198,7 +227,10 @@ impl<S> ConnectionPool<S> {
             if let Some(n) = old_notify {
                 n.notify_one();
             }
-            debug!("group {} over its cap, dropped connection {old_id}", meta.key);
+            debug!(
+                "group {} over its cap, dropped connection {old_id}",
+                meta.key
+            );
         }
         (notify_evicted, watch_use)
     }

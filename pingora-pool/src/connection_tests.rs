@@ -47,7 +47,10 @@ async fn per_key_cap_drops_oldest() {
     tokio::time::timeout(Duration::from_secs(1), evicted1.notified())
         .await
         .expect("oldest connection of the group is evicted");
-    assert!(used1.await.is_err(), "evicted connection is dropped, not taken");
+    assert!(
+        used1.await.is_err(),
+        "evicted connection is dropped, not taken"
+    );
 
     let mut left = vec![pool.get(&1).expect("a"), pool.get(&1).expect("b")];
     left.sort();
@@ -95,6 +98,20 @@ fn pop_closed_removes_only_that_connection() {
     assert_eq!(pool.get(&1), None);
     // unknown connections are ignored
     pool.pop_closed(&meta(9, 9));
+}
+
+#[test]
+fn empty_groups_are_forgotten_on_close_and_eviction() {
+    let pool: ConnectionPool<u8> = ConnectionPool::with_limits(4, 2);
+    pool.put(&meta(1, 1), 1);
+    pool.pop_closed(&meta(1, 1));
+    assert_eq!(pool.group_count(), 0);
+    for key in 10..20u64 {
+        pool.put(&meta(key, key as i32), 0);
+    }
+    // the global cap of 2 evicted all but the last two groups
+    assert_eq!(pool.group_count(), 2);
+    assert_eq!(pool.get(&19), Some(0));
 }
 
 /// A connected TCP pair over loopback: (client side, server side).
@@ -147,7 +164,10 @@ async fn idle_poll_evicts_on_unexpected_data() {
     let pool = Arc::new(ConnectionPool::new(4));
     let (client, mut server) = tcp_pair().await;
     let watcher = pool_and_watch(&pool, meta(1, 1), client, None);
-    server.write_all(b"HTTP/1.1 408 late\r\n\r\n").await.expect("write");
+    server
+        .write_all(b"HTTP/1.1 408 late\r\n\r\n")
+        .await
+        .expect("write");
     join(watcher).await;
     assert!(pool.get(&1).is_none());
 }

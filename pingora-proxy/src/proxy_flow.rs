@@ -104,8 +104,11 @@ where
                 proxy_error = None;
                 break;
             };
-            // A request whose body was partly streamed out cannot be sent again.
-            let retry = e.retry() && session.request_body_replayable();
+            // Never once the client got part of a response, nor when the body read so far can
+            // no longer be replayed.
+            let retry = e.retry()
+                && session.response_written().is_none()
+                && session.request_body_replayable();
             if retry && tries < self.max_retries {
                 warn!(
                     "Fail to proxy: {e}, tries: {tries}, retry: true, {}",

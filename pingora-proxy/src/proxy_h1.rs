@@ -14,7 +14,6 @@ use http::{Method, StatusCode, Version};
 use log::debug;
 use pingora_core::protocols::http::v1::client::HttpSession as HttpSessionV1;
 use pingora_core::protocols::http::HttpTask;
-use pingora_core::protocols::UniqueID;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result, RetryType};
 use pingora_http::ResponseHeader;
@@ -65,7 +64,8 @@ where
         peer: &HttpPeer,
         ctx: &mut SV::CTX,
     ) -> (bool, bool, Option<Box<Error>>) {
-        let fd = client.id();
+        // The connection's file descriptor (what `UniqueID` gives for L4 streams).
+        let fd = client.stream().id();
         if let Err(e) = self
             .inner
             .connected_to_upstream(session, reused, peer, fd, Some(client.digest()), ctx)
@@ -99,6 +99,8 @@ where
             method: session.req_header().method.clone(),
             version: session.req_header().version,
         };
+        // Keep a bounded copy of the body read so that a failed attempt can be retried.
+        session.downstream_session.enable_retry_buffering();
         let (tx_resp, rx_resp) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
         let (tx_body, rx_body) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
         let res = tokio::try_join!(
@@ -130,16 +132,33 @@ where
         // A body piece read from the client, waiting for room in the channel.
         let mut pending: Option<HttpTask> = None;
 
+        // On a retry, what was read of the body during earlier attempts goes first. A request
+        // without body (or whose body was all read before) is ended right away.
+        let replay = session.downstream_session.get_retry_buffer();
+        let end = session.downstream_session.is_body_done();
+        if replay.is_some() || end {
+            let mut body = replay;
+            self.inner
+                .request_body_filter(session, &mut body, end, ctx)
+                .await?;
+            pending = Some(HttpTask::Body(body, end));
+            request_done = end;
+            request_complete = end;
+        }
+
         while !response_done || !request_done || pending.is_some() {
             tokio::select! {
-                body = session.downstream_session.read_request_body(),
-                    if !request_done && pending.is_none() =>
+                // Once the body is complete this only watches for the client going away, so
+                // that an abandoned request stops waiting for its upstream.
+                body = session.downstream_session.read_body_or_idle(request_done),
+                    if pending.is_none() && (!request_done || request_complete) =>
                 {
                     let mut body = body.map_err(|e| e.into_down())?;
-                    let end = body.is_none() || session.downstream_session.is_body_done();
-                    if body.as_ref().is_some_and(|b| !b.is_empty()) {
-                        session.mark_request_body_consumed();
+                    if request_done {
+                        // Only the idle watch can get here, and it only returns errors.
+                        continue;
                     }
+                    let end = body.is_none() || session.downstream_session.is_body_done();
                     self.inner
                         .request_body_filter(session, &mut body, end, ctx)
                         .await?;
@@ -235,20 +254,31 @@ where
                 Ok(end)
             }
             HttpTask::Trailer(trailers) => {
-                let mut tail: Option<Bytes> = None;
-                if let Some(mut trailers) = trailers {
-                    self.inner
-                        .upstream_response_trailer_filter(session, &mut trailers, ctx)?;
-                    tail = self
-                        .inner
-                        .response_trailer_filter(session, &mut trailers, ctx)
-                        .await?;
-                }
-                // HTTP/1 clients get no trailers: only what the filter turned into body.
-                session
-                    .write_response_body(tail, true)
-                    .await
-                    .map_err(|e| e.into_down())?;
+                let Some(mut trailers) = trailers else {
+                    session
+                        .write_response_body(None, true)
+                        .await
+                        .map_err(|e| e.into_down())?;
+                    return Ok(true);
+                };
+                self.inner
+                    .upstream_response_trailer_filter(session, &mut trailers, ctx)?;
+                let tail = self
+                    .inner
+                    .response_trailer_filter(session, &mut trailers, ctx)
+                    .await?;
+                let written = match tail {
+                    // The filter folded the trailers into a last piece of body.
+                    Some(tail) => session.write_response_body(Some(tail), true).await,
+                    // Sent as chunked trailers (dropped when the body is not chunked).
+                    None => {
+                        session
+                            .downstream_session
+                            .write_response_trailers(*trailers)
+                            .await
+                    }
+                };
+                written.map_err(|e| e.into_down())?;
                 Ok(true)
             }
             HttpTask::Done => {

@@ -58,11 +58,19 @@ impl<SV> HttpProxy<SV> {
         &self,
         mut downstream: Box<HttpSession>,
     ) -> Option<Box<HttpSession>> {
+        // Register for the shutdown notice before looking at the flag: `http_cleanup` sets the
+        // flag and then notifies, so one of the two is always seen.
+        let notified = self.shutdown.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.shutdown_flag.load(Ordering::Acquire) {
+            return None;
+        }
         let res = tokio::select! {
             // Prefer an already buffered request over the shutdown notice.
             biased;
             res = downstream.read_request() => res,
-            _ = self.shutdown.notified() => return None,
+            _ = notified => return None,
         };
         match res {
             Ok(true) => Some(downstream),

@@ -1,7 +1,7 @@
 //! [`Session`]: one proxied request as the [`crate::ProxyHttp`] phases see it.
 
 use bytes::Bytes;
-use pingora_core::protocols::http::ServerSession as HttpSession;
+use pingora_core::protocols::http::{HttpTask, ServerSession as HttpSession};
 use pingora_core::protocols::Stream;
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
@@ -20,9 +20,6 @@ pub struct Session {
     pub downstream_session: Box<HttpSession>,
     /// Response body bytes received from upstream for this request.
     upstream_body_bytes_received: usize,
-    /// Whether any request body bytes were already taken from the client and sent on: such a
-    /// request cannot be sent again to another upstream.
-    request_body_consumed: bool,
     /// Set when the service began shutting down.
     shutdown_flag: Arc<AtomicBool>,
 }
@@ -35,7 +32,6 @@ impl Session {
         Session {
             downstream_session,
             upstream_body_bytes_received: 0,
-            request_body_consumed: false,
             shutdown_flag,
         }
     }
@@ -112,6 +108,12 @@ impl Session {
         }
     }
 
+    /// Write a batch of response tasks (header, body pieces, trailers, end) to the client.
+    /// Returns whether the response is complete.
+    pub async fn write_response_tasks(&mut self, tasks: Vec<HttpTask>) -> Result<bool> {
+        self.downstream_session.response_duplex_vec(tasks).await
+    }
+
     /// Response body bytes received from upstream for this request so far.
     pub fn upstream_body_bytes_received(&self) -> usize {
         self.upstream_body_bytes_received
@@ -126,14 +128,10 @@ impl Session {
         self.shutdown_flag.load(Ordering::Acquire)
     }
 
-    /// Whether the request could still be sent to another upstream: true until part of its
-    /// body has been consumed (bodies are streamed, not kept for replay).
+    /// Whether the request could still be sent (again) to an upstream: true unless part of its
+    /// body was already streamed out and no longer fits the session's retry buffer.
     pub fn request_body_replayable(&self) -> bool {
-        !self.request_body_consumed
-    }
-
-    pub(crate) fn mark_request_body_consumed(&mut self) {
-        self.request_body_consumed = true;
+        !self.downstream_session.retry_buffer_truncated()
     }
 }
 

@@ -14,6 +14,18 @@
 //! The price is precision: a fast timeout never fires early, but fires up to one tick
 //! (10 ms) late, plus however late the OS schedules the timer thread. Where millisecond
 //! precision matters use [`tokio_timeout`] (lazy, tokio-precise) or [`tokio::time::timeout`].
+//!
+//! ```
+//! use pingora_timeout::{timeout, Elapsed};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! assert_eq!(timeout(Duration::from_secs(1), async { 5 }).await, Ok(5));
+//! let never = std::future::pending::<()>();
+//! assert_eq!(timeout(Duration::from_millis(10), never).await, Err(Elapsed));
+//! # }
+//! ```
 
 #![warn(missing_docs)]
 

@@ -2,6 +2,8 @@
 //! items behave as documented. Compiling this file is half the test: every `use` below is a
 //! path that user programs rely on.
 
+#![cfg(feature = "lb")]
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{Response, StatusCode};

@@ -135,10 +135,7 @@ where
             return None;
         }
         Err(e) => {
-            let malformed = matches!(
-                e.etype(),
-                ErrorType::H1Error | ErrorType::InvalidHTTPHeader
-            );
+            let malformed = matches!(e.etype(), ErrorType::H1Error | ErrorType::InvalidHTTPHeader);
             if malformed {
                 debug!("bad request from downstream: {e}");
                 let _ = http.respond_error(400).await;
@@ -153,7 +150,10 @@ where
     let keepalive = (!*shutdown.borrow()).then_some(KEEPALIVE_TIMEOUT_SECS);
     http.set_keepalive(keepalive);
 
-    let response = match AssertUnwindSafe(app.response(&mut http)).catch_unwind().await {
+    let response = match AssertUnwindSafe(app.response(&mut http))
+        .catch_unwind()
+        .await
+    {
         Ok(r) => r,
         Err(_) => {
             error!("the HTTP app panicked: {}", http.request_summary());
@@ -174,12 +174,18 @@ where
     let resp = response_header(parts, body.len())?;
     let head = http.req_header().method == Method::HEAD;
     if let Err(e) = http.write_response_header(Box::new(resp)).await {
-        error!("cannot write the response header: {e}, {}", http.request_summary());
+        error!(
+            "cannot write the response header: {e}, {}",
+            http.request_summary()
+        );
         return None;
     }
     if !body.is_empty() && !head {
         if let Err(e) = http.write_response_body(Bytes::from(body), true).await {
-            error!("cannot write the response body: {e}, {}", http.request_summary());
+            error!(
+                "cannot write the response body: {e}, {}",
+                http.request_summary()
+            );
             return None;
         }
     }

@@ -1,5 +1,7 @@
 //! Establishing L4 (TCP or Unix socket) connections to peers.
 
+use super::bind_to::apply_port_range;
+pub use super::bind_to::BindTo;
 use crate::protocols::l4::socket::SocketAddr;
 use crate::protocols::l4::stream::Stream;
 use crate::upstreams::peer::Peer;
@@ -30,7 +32,7 @@ where
     let Some(limit) = limit else {
         return fut.await;
     };
-    match tokio::time::timeout(limit, fut).await {
+    match pingora_timeout::timeout(limit, fut).await {
         Ok(res) => res,
         Err(_) => {
             let mut e = Error::explain(ConnectTimedout, format!("{} (timeout {limit:?})", what()));
@@ -70,7 +72,7 @@ fn local_failure(etype: ErrorType, e: io::Error, context: String) -> Box<Error> 
 fn tcp_socket<P: Peer>(
     peer: &P,
     addr: &InetSocketAddr,
-    bind_to: Option<InetSocketAddr>,
+    bind_to: Option<&BindTo>,
 ) -> Result<TcpSocket> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
@@ -100,7 +102,14 @@ fn tcp_socket<P: Peer>(
         set_fastopen_connect(&socket)
             .map_err(|e| local_failure(SocketError, e, "failed to enable TCP fast open".into()))?;
     }
-    if let Some(local) = bind_to {
+    if let Some(hook) = peer.upstream_tcp_sock_tweak_hook() {
+        hook(&socket)?;
+    }
+    if let Some(range) = bind_to.and_then(BindTo::port_range) {
+        apply_port_range(&socket, range)
+            .map_err(|e| local_failure(SocketError, e, "failed to set source port range".into()))?;
+    }
+    if let Some(local) = bind_to.and_then(|b| b.addr) {
         socket
             .bind(local)
             .map_err(|e| local_failure(BindError, e, format!("failed to bind to {local}")))?;
@@ -131,19 +140,40 @@ fn set_fastopen_connect(socket: &TcpSocket) -> io::Result<()> {
     }
 }
 
+/// Whether a failure means the source port range ran out.
+fn ports_exhausted(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::AddrNotAvailable | io::ErrorKind::AddrInUse
+    )
+}
+
 async fn connect_tcp<P: Peer>(
     peer: &P,
     addr: &InetSocketAddr,
-    bind_to: Option<InetSocketAddr>,
+    bind_to: Option<&BindTo>,
 ) -> Result<TcpStream> {
-    let socket = tcp_socket(peer, addr, bind_to)?;
     let attempt = async {
-        socket
+        let socket = tcp_socket(peer, addr, bind_to)?;
+        match socket.connect(*addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) if !(ports_exhausted(&e) && bind_to.is_some_and(BindTo::will_fallback)) => {
+                return Err(connect_failure(e, format!("failed to connect to {peer}")));
+            }
+            Err(e) => debug!("source port range exhausted ({e}), retrying without it"),
+        }
+        let any_port = bind_to.and_then(|b| b.addr).map(BindTo::new);
+        tcp_socket(peer, addr, any_port.as_ref())?
             .connect(*addr)
             .await
             .map_err(|e| connect_failure(e, format!("failed to connect to {peer}")))
     };
-    within(peer.connection_timeout(), || format!("connecting to {peer}"), attempt).await
+    within(
+        peer.connection_timeout(),
+        || format!("connecting to {peer}"),
+        attempt,
+    )
+    .await
 }
 
 async fn connect_unix<P: Peer>(peer: &P, path: &std::path::Path) -> Result<UnixStream> {
@@ -152,33 +182,48 @@ async fn connect_unix<P: Peer>(peer: &P, path: &std::path::Path) -> Result<UnixS
             .await
             .map_err(|e| connect_failure(e, format!("failed to connect to {peer}")))
     };
-    within(peer.connection_timeout(), || format!("connecting to {peer}"), attempt).await
+    within(
+        peer.connection_timeout(),
+        || format!("connecting to {peer}"),
+        attempt,
+    )
+    .await
 }
 
 /// Open an L4 connection to `peer` (optionally from the local address
 /// `bind_to`), honouring its connect timeout, socket options, TCP keepalive,
-/// and custom connector. `TCP_NODELAY` is always set.
+/// and custom connector. `TCP_NODELAY` is always set. Peers with a
+/// [`Proxy`](crate::upstreams::peer::Proxy) are reached through an HTTP
+/// CONNECT tunnel via the proxy's Unix socket.
 ///
 /// Connection failures are `ConnectRefused`, `ConnectTimedout`,
 /// `ConnectNoRoute` or `ConnectError` from the upstream, marked retryable;
 /// local failures (`SocketError`, `BindError`) are not retryable.
-pub async fn connect<P>(peer: &P, bind_to: Option<InetSocketAddr>) -> Result<Stream>
+pub async fn connect<P>(peer: &P, bind_to: Option<BindTo>) -> Result<Stream>
 where
     P: Peer + Send + Sync,
 {
-    if peer.get_proxy().is_some() {
-        return Error::e_explain(
-            ConnectProxyFailure,
-            format!("CONNECT proxy peers are not supported yet: {peer}"),
-        );
+    if let Some(proxy) = peer.get_proxy() {
+        let tunnel = super::proxy::connect(peer, proxy);
+        return within(
+            peer.connection_timeout(),
+            || format!("establishing CONNECT tunnel to {peer}"),
+            tunnel,
+        )
+        .await;
     }
     let custom = peer.get_peer_options().and_then(|o| o.custom_l4.as_ref());
     let mut stream: Stream = match (custom, peer.address()) {
         (Some(custom), addr) => {
             let attempt = custom.connect(addr);
-            within(peer.connection_timeout(), || format!("connecting to {peer}"), attempt).await?
+            within(
+                peer.connection_timeout(),
+                || format!("connecting to {peer}"),
+                attempt,
+            )
+            .await?
         }
-        (None, SocketAddr::Inet(addr)) => connect_tcp(peer, addr, bind_to).await?.into(),
+        (None, SocketAddr::Inet(addr)) => connect_tcp(peer, addr, bind_to.as_ref()).await?.into(),
         (None, SocketAddr::Unix(addr)) => {
             let path = addr
                 .as_pathname()
@@ -194,33 +239,40 @@ where
     Ok(stream)
 }
 
-/// Pick the local address to bind to: the peer's own choice, else a random
-/// one of the connector's addresses of the peer's IP family.
+/// The local binding for a connection to `peer`: the peer's own
+/// [`BindTo`], with its address (when unset) picked at random from the
+/// connector's addresses of the peer's IP family.
 pub(crate) fn bind_to_random<P: Peer>(
     peer: &P,
     v4_list: &[InetSocketAddr],
     v6_list: &[InetSocketAddr],
-) -> Option<InetSocketAddr> {
-    if let Some(addr) = peer.bind_to() {
-        return Some(*addr);
+) -> Option<BindTo> {
+    let mut bind_to = peer.bind_to().cloned();
+    if bind_to.as_ref().is_some_and(|b| b.addr.is_some()) {
+        return bind_to;
     }
     let candidates = match peer.address() {
         SocketAddr::Inet(InetSocketAddr::V4(_)) => v4_list,
         SocketAddr::Inet(InetSocketAddr::V6(_)) => v6_list,
         SocketAddr::Unix(_) => return None,
     };
-    match candidates {
+    let picked = match candidates {
         [] => None,
         [one] => Some(*one),
         many => {
             // A randomly keyed hasher is a cheap, dependency-free random pick.
             use std::hash::{BuildHasher, Hasher};
-            let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
+            let r = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
             many.get((r % many.len() as u64) as usize).copied()
         }
+    };
+    if let Some(addr) = picked {
+        bind_to.get_or_insert_with(BindTo::default).addr = Some(addr);
     }
+    bind_to
 }
-
 
 #[cfg(test)]
 #[path = "l4_tests.rs"]

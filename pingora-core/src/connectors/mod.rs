@@ -4,9 +4,11 @@
 //! backend features) and pools released ones per [`Peer::reuse_hash`].
 //! [`http::Connector`] builds HTTP client sessions on top of it.
 
-// pub mod http; (waiting for protocols::http::client)
+mod bind_to;
+pub mod http;
 pub mod l4;
 mod offload;
+mod proxy;
 mod reuse;
 
 pub use l4::Connect as L4Connect;
@@ -156,7 +158,12 @@ impl TransportConnector {
             let Some(mut stream) = idle.into_inner().into_undisturbed() else {
                 continue;
             };
-            if !peer.matches_fd(stream.id()) {
+            // A custom L4 connector decides itself where it connects, so the
+            // socket's remote address need not be the peer's.
+            let custom_l4 = peer
+                .get_peer_options()
+                .is_some_and(|o| o.custom_l4.is_some());
+            if !custom_l4 && !peer.matches_fd(stream.id()) {
                 warn!("pooled stream for {peer} is connected elsewhere, dropping it");
                 continue;
             }
@@ -219,7 +226,7 @@ impl TransportConnector {
 /// Connect to `peer` within its total connection timeout.
 async fn do_connect<P: Peer + Send + Sync>(
     peer: &P,
-    bind_to: Option<SocketAddr>,
+    bind_to: Option<l4::BindTo>,
     alpn_override: Option<ALPN>,
 ) -> Result<Stream> {
     if peer.tls() {

@@ -144,7 +144,8 @@ fn apply_tcp_socket_options(
             .or_err(BindError, "failed to set SO_REUSEPORT")?;
     }
     if let Some(backlog) = opt.tcp_fastopen {
-        set_tcp_fastopen(sock.as_raw_fd(), backlog).or_err(BindError, "failed to set TCP_FASTOPEN")?;
+        set_tcp_fastopen(sock.as_raw_fd(), backlog)
+            .or_err(BindError, "failed to set TCP_FASTOPEN")?;
     }
     if let Some(dscp) = opt.dscp {
         set_dscp(sock, dscp, addr.is_ipv6()).or_err(BindError, "failed to set DSCP")?;
@@ -160,7 +161,9 @@ async fn bind_tcp(addr: &str, opt: Option<&TcpSocketOptions>) -> Result<Listener
             .to_socket_addrs()
             .or_err_with(BindError, || format!("invalid listen address {addr}"))?
             .next()
-            .or_err_with(BindError, || format!("listen address {addr} resolves to nothing"))?;
+            .or_err_with(BindError, || {
+                format!("listen address {addr} resolves to nothing")
+            })?;
         let socket = match sock_addr {
             SocketAddr::V4(_) => TcpSocket::new_v4(),
             SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -211,8 +214,9 @@ fn bind_uds(path: &str, perm: Option<Permissions>) -> Result<Listener> {
         .or_err_with(BindError, || format!("listen() failed on {path}"))?;
     sock.set_nonblocking(true)
         .or_err_with(BindError, || format!("cannot make {path} non-blocking"))?;
-    let l = UnixListener::from_std(sock.into())
-        .or_err_with(BindError, || format!("cannot register {path} with the runtime"))?;
+    let l = UnixListener::from_std(sock.into()).or_err_with(BindError, || {
+        format!("cannot register {path} with the runtime")
+    })?;
     Ok(Listener::Unix(l))
 }
 
@@ -242,8 +246,9 @@ fn from_raw_fd(addr: &ServerAddress, fd: RawFd) -> Result<Listener> {
             std_l
                 .set_nonblocking(true)
                 .or_err_with(BindError, || format!("cannot make {a} non-blocking"))?;
-            let l = TcpListener::from_std(std_l)
-                .or_err_with(BindError, || format!("cannot register {a} with the runtime"))?;
+            let l = TcpListener::from_std(std_l).or_err_with(BindError, || {
+                format!("cannot register {a} with the runtime")
+            })?;
             Ok(Listener::Tcp(l))
         }
         ServerAddress::Uds(p, perm) => {
@@ -252,8 +257,9 @@ fn from_raw_fd(addr: &ServerAddress, fd: RawFd) -> Result<Listener> {
             std_l
                 .set_nonblocking(true)
                 .or_err_with(BindError, || format!("cannot make {p} non-blocking"))?;
-            let l = UnixListener::from_std(std_l)
-                .or_err_with(BindError, || format!("cannot register {p} with the runtime"))?;
+            let l = UnixListener::from_std(std_l).or_err_with(BindError, || {
+                format!("cannot register {p} with the runtime")
+            })?;
             Ok(Listener::Unix(l))
         }
     }
@@ -329,17 +335,15 @@ impl ListenerEndpoint {
     pub(crate) async fn accept(&self) -> Result<Stream> {
         match self.listener.as_ref() {
             Listener::Tcp(l) => {
-                let (tcp, _) = l
-                    .accept()
-                    .await
-                    .or_err_with(AcceptError, || format!("accept() failed on {}", self.as_str()))?;
+                let (tcp, _) = l.accept().await.or_err_with(AcceptError, || {
+                    format!("accept() failed on {}", self.as_str())
+                })?;
                 self.apply_stream_settings(tcp)
             }
             Listener::Unix(l) => {
-                let (uds, _) = l
-                    .accept()
-                    .await
-                    .or_err_with(AcceptError, || format!("accept() failed on {}", self.as_str()))?;
+                let (uds, _) = l.accept().await.or_err_with(AcceptError, || {
+                    format!("accept() failed on {}", self.as_str())
+                })?;
                 Ok(uds.into())
             }
         }

@@ -36,13 +36,23 @@ async fn tcp_endpoints_accept() {
 #[tokio::test]
 async fn bind_failure_names_address_and_cause() {
     let listeners = Listeners::tcp("not-an-address");
-    let e = listeners.build(None).await.err().expect("must fail").to_string();
+    let e = listeners
+        .build(None)
+        .await
+        .err()
+        .expect("must fail")
+        .to_string();
     assert!(e.contains("not-an-address"), "{e}");
     assert!(e.contains("BindError"), "{e}");
 
     // TEST-NET-1 is never a local address: bind() fails with EADDRNOTAVAIL
     let listeners = Listeners::tcp("192.0.2.1:80");
-    let e = listeners.build(None).await.err().expect("must fail").to_string();
+    let e = listeners
+        .build(None)
+        .await
+        .err()
+        .expect("must fail")
+        .to_string();
     assert!(e.contains("bind() failed on 192.0.2.1:80"), "{e}");
     assert!(e.contains("cause:"), "{e}");
 }
@@ -67,7 +77,11 @@ async fn uds_permissions_and_stale_file() {
     let path2 = dir.path().join("d.sock");
     let p2 = path2.to_str().expect("utf8");
     let _stack = Listeners::uds(p2, None).build(None).await.expect("bind");
-    let mode = std::fs::metadata(&path2).expect("meta").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&path2)
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o666);
 }
 

@@ -79,16 +79,18 @@ pub(crate) fn daemonize(conf: &ServerConf) -> Result<()> {
         .open("/dev/null")
         .or_err(FileOpenError, "cannot open /dev/null")?;
     move_old_pid(&conf.pid_file);
-    let mut pid_file = File::create(&conf.pid_file)
-        .or_err_with(FileCreateError, || format!("cannot create pid_file {}", conf.pid_file))?;
+    let mut pid_file = File::create(&conf.pid_file).or_err_with(FileCreateError, || {
+        format!("cannot create pid_file {}", conf.pid_file)
+    })?;
 
     info!("daemonizing, pid file {}", conf.pid_file);
     detach()?;
 
     // SAFETY: umask only changes the process file mode mask
     unsafe { libc::umask(0o007) };
-    writeln!(pid_file, "{}", std::process::id())
-        .or_err_with(FileWriteError, || format!("cannot write pid_file {}", conf.pid_file))?;
+    writeln!(pid_file, "{}", std::process::id()).or_err_with(FileWriteError, || {
+        format!("cannot write pid_file {}", conf.pid_file)
+    })?;
 
     redirect(dev_null.as_raw_fd(), libc::STDIN_FILENO)?;
     if let Some(log) = &error_log {
@@ -138,8 +140,12 @@ fn redirect(from: i32, to: i32) -> Result<()> {
 fn drop_privileges(id: &Identity, pid_file: &File) -> Result<()> {
     let user_gid = id.user.as_ref().map(|u| u.2);
     if let Some((_, uid, _)) = &id.user {
-        std::os::unix::fs::fchown(pid_file, Some(uid.as_raw()), id.group.or(user_gid).map(|g| g.as_raw()))
-            .or_err(InternalError, "cannot chown pid file")?;
+        std::os::unix::fs::fchown(
+            pid_file,
+            Some(uid.as_raw()),
+            id.group.or(user_gid).map(|g| g.as_raw()),
+        )
+        .or_err(InternalError, "cannot chown pid file")?;
     }
     if let Some((name, _, gid)) = &id.user {
         // SAFETY: name is a valid NUL terminated string

@@ -147,10 +147,14 @@ impl Server {
         let opt = opt.into();
         let conf = match &opt {
             Some(o) if o.conf.is_some() => ServerConf::load_yaml_with_opt_override(o)?,
-            Some(o) => ServerConf::new_with_opt_override(o)
-                .or_err(ErrorType::ReadError, "cannot generate the default configuration")?,
-            None => ServerConf::new()
-                .or_err(ErrorType::ReadError, "cannot generate the default configuration")?,
+            Some(o) => ServerConf::new_with_opt_override(o).or_err(
+                ErrorType::ReadError,
+                "cannot generate the default configuration",
+            )?,
+            None => ServerConf::new().or_err(
+                ErrorType::ReadError,
+                "cannot generate the default configuration",
+            )?,
         };
         Ok(Self::build(opt, conf))
     }
@@ -235,7 +239,7 @@ impl Server {
     }
 
     /// Run with the Unix signal handlers until shut down, then exit the
-    /// process with 0 (1 if the server could not start).
+    /// process with 0.
     pub fn run_forever(self) -> ! {
         info!("server starting");
         self.run(RunArgs::default());
@@ -252,7 +256,11 @@ impl Server {
     pub fn run(mut self, run_args: RunArgs) {
         let conf = self.configuration.clone();
         if conf.daemon {
-            if let Err(e) = daemon::daemonize(&conf) {
+            // the shared timer thread does not survive fork(): let it restart
+            pingora_timeout::fast_timeout::pause_for_fork();
+            let daemonized = daemon::daemonize(&conf);
+            pingora_timeout::fast_timeout::unpause();
+            if let Err(e) = daemonized {
                 error!("cannot daemonize: {e}");
                 eprintln!("cannot daemonize: {e}");
                 std::process::exit(1);

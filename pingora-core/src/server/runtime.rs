@@ -152,9 +152,7 @@ mod tests {
         rt.handle().spawn(async move {
             let mut names = Vec::new();
             for _ in 0..6 {
-                let h = current_handle().spawn(async {
-                    std::thread::current().id()
-                });
+                let h = current_handle().spawn(async { std::thread::current().id() });
                 names.push(h.await.expect("task"));
             }
             let _ = tx.send(names);

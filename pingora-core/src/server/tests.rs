@@ -33,7 +33,10 @@ fn test_flag_reports_invalid_conf() {
     };
     let mut server = Server::new_with_opt_and_conf(opt(&["-t"]), conf);
     let e = server.try_bootstrap().expect_err("invalid");
-    assert!(e.to_string().contains("threads must be greater than 0"), "{e}");
+    assert!(
+        e.to_string().contains("threads must be greater than 0"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -176,7 +176,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServiceTrait for Service<A> {
         let mut accept_loops = Vec::with_capacity(endpoints.len() * listeners_per_fd.max(1));
         for endpoint in endpoints {
             match endpoint.tcp_local_addr() {
-                Some(bound) => info!("service {} listening on {} ({bound})", self.name, endpoint.as_str()),
+                Some(bound) => info!(
+                    "service {} listening on {} ({bound})",
+                    self.name,
+                    endpoint.as_str()
+                ),
                 None => info!("service {} listening on {}", self.name, endpoint.as_str()),
             }
             for _ in 0..listeners_per_fd.max(1) {
@@ -207,7 +211,10 @@ impl Service<PrometheusServer> {
     /// A service exposing the Prometheus metrics of the process over HTTP;
     /// add an endpoint to it with [`Service::add_tcp()`].
     pub fn prometheus_http_service() -> Self {
-        Service::new("Prometheus metric HTTP".to_string(), PrometheusServer::new())
+        Service::new(
+            "Prometheus metric HTTP".to_string(),
+            PrometheusServer::new(),
+        )
     }
 }
 

@@ -65,7 +65,9 @@ impl Running {
     /// Wait until `run()` returned; panics after `limit`.
     pub fn wait_exit(mut self, limit: Duration) -> Duration {
         let start = Instant::now();
-        self.done.recv_timeout(limit).expect("server did not exit in time");
+        self.done
+            .recv_timeout(limit)
+            .expect("server did not exit in time");
         if let Some(t) = self.thread.take() {
             t.join().expect("server thread panicked");
         }
@@ -143,7 +145,10 @@ pub fn read_response(s: &mut impl Read) -> Resp {
         headers,
         body: vec![],
     };
-    match resp.header("content-length").map(|v| v.parse::<usize>().expect("len")) {
+    match resp
+        .header("content-length")
+        .map(|v| v.parse::<usize>().expect("len"))
+    {
         Some(len) => {
             resp.body = vec![0; len];
             s.read_exact(&mut resp.body).expect("read body");

@@ -54,8 +54,8 @@ impl HttpHealthCheck {
     /// SNI when `tls`, with 1 second connect and read timeouts, flipping
     /// health after a single pass or failure, and accepting only a 200.
     pub fn new(host: &str, tls: bool) -> Self {
-        let mut req = RequestHeader::build("GET", b"/", None)
-            .expect("a GET of / is a valid request line");
+        let mut req =
+            RequestHeader::build("GET", b"/", None).expect("a GET of / is a valid request line");
         if req.append_header("Host", host).is_err() {
             // leave the request without Host rather than fail construction:
             // the check will then report what the backend thinks of it
@@ -122,9 +122,10 @@ impl HealthCheck for HttpHealthCheck {
             .write_request_header(Box::new(self.req.clone()))
             .await?;
         within(read_timeout, session.read_response_header()).await?;
-        let resp = session
-            .response_header()
-            .or_err(ErrorType::InternalError, "no response header after reading it")?;
+        let resp = session.response_header().or_err(
+            ErrorType::InternalError,
+            "no response header after reading it",
+        )?;
         self.validate(resp)?;
 
         // read the body so the connection is clean for reuse

@@ -85,7 +85,10 @@ impl BackendSelection for KetamaHashing {
     }
 
     fn build_with_config(backends: &BTreeSet<Backend>, config: &KetamaConfig) -> Self {
-        let multiple = config.point_multiple.unwrap_or(DEFAULT_POINT_MULTIPLE).max(1) as u64;
+        let multiple = config
+            .point_multiple
+            .unwrap_or(DEFAULT_POINT_MULTIPLE)
+            .max(1) as u64;
         let backends: Box<[Backend]> = backends.iter().cloned().collect();
         let mut counts: Vec<u64> = backends
             .iter()

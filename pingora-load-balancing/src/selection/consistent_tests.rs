@@ -8,7 +8,10 @@ fn set(n: usize) -> BTreeSet<Backend> {
 }
 
 fn owner(ring: &Arc<KetamaHashing>, key: &str) -> Backend {
-    ring.iter(key.as_bytes()).next().expect("non-empty ring").clone()
+    ring.iter(key.as_bytes())
+        .next()
+        .expect("non-empty ring")
+        .clone()
 }
 
 #[test]

@@ -34,7 +34,13 @@ fn drain<I: BackendIter>(mut it: UniqueIterator<I>) -> Vec<String> {
 #[test]
 fn unique_iterator_dedups() {
     let it = UniqueIterator::new(
-        seq(&["1.0.0.1:80", "1.0.0.1:80", "1.0.0.2:80", "1.0.0.1:80", "1.0.0.3:80"]),
+        seq(&[
+            "1.0.0.1:80",
+            "1.0.0.1:80",
+            "1.0.0.2:80",
+            "1.0.0.1:80",
+            "1.0.0.3:80",
+        ]),
         100,
     );
     assert_eq!(drain(it).len(), 3);

@@ -76,8 +76,7 @@ pub struct Weighted<H = FnvHasher> {
 fn interleave(weights: &[u64]) -> Box<[u32]> {
     let phases = weights.len() as u64 + 1;
     // (numerator, denominator, backend index)
-    let mut slots: Vec<(u64, u64, u32)> =
-        Vec::with_capacity(weights.iter().sum::<u64>() as usize);
+    let mut slots: Vec<(u64, u64, u32)> = Vec::with_capacity(weights.iter().sum::<u64>() as usize);
     for (i, &w) in weights.iter().enumerate() {
         for k in 0..w {
             slots.push((k * phases + i as u64 + 1, w * phases, i as u32));

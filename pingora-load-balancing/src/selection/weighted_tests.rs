@@ -36,7 +36,12 @@ fn round_robin_cycles_in_order() {
 
 #[test]
 fn round_robin_splits_evenly() {
-    let set = backends(&[("10.0.0.1:80", 1), ("10.0.0.2:80", 1), ("10.0.0.3:80", 1), ("10.0.0.4:80", 1)]);
+    let set = backends(&[
+        ("10.0.0.1:80", 1),
+        ("10.0.0.2:80", 1),
+        ("10.0.0.3:80", 1),
+        ("10.0.0.4:80", 1),
+    ]);
     let sel: Arc<Weighted<RoundRobin>> = Arc::new(Weighted::build(&set));
     let counts = first_picks(&sel, 4000, |_| Vec::new());
     assert_eq!(counts.len(), 4);
@@ -131,7 +136,11 @@ fn empty_and_zero_weights() {
 
 #[test]
 fn huge_weights_are_bounded() {
-    let set = backends(&[("10.0.0.1:80", usize::MAX), ("10.0.0.2:80", usize::MAX / 2), ("10.0.0.3:80", 1)]);
+    let set = backends(&[
+        ("10.0.0.1:80", usize::MAX),
+        ("10.0.0.2:80", usize::MAX / 2),
+        ("10.0.0.3:80", 1),
+    ]);
     let sel: Arc<Weighted<RoundRobin>> = Arc::new(Weighted::build(&set));
     assert!(sel.table().len() as u64 <= MAX_WEIGHTED_SLOTS + 3);
     let counts = first_picks(&sel, sel.table().len(), |_| Vec::new());
@@ -140,7 +149,10 @@ fn huge_weights_are_bounded() {
 
 #[test]
 fn weights_are_reduced_by_common_divisor() {
-    assert_eq!(normalized_weights([10, 20, 30].into_iter(), 100), vec![1, 2, 3]);
+    assert_eq!(
+        normalized_weights([10, 20, 30].into_iter(), 100),
+        vec![1, 2, 3]
+    );
     assert_eq!(normalized_weights([0, 4].into_iter(), 100), vec![0, 1]);
     assert_eq!(normalized_weights([300, 100].into_iter(), 2), vec![1, 1]);
 }

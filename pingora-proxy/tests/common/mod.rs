@@ -2,6 +2,8 @@
 //! and a helper that serves a `ProxyHttp` on a loopback listener.
 #![allow(dead_code)]
 
+pub mod test_proxy;
+
 use pingora_core::apps::ServerApp;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
@@ -184,8 +186,25 @@ async fn serve_origin_conn(sock: TcpStream, seen: Arc<Mutex<Vec<Seen>>>) {
     let (rd, mut wr) = sock.into_split();
     let mut rd = BufReader::new(rd);
     while let Some(head) = read_head(&mut rd).await {
-        let body = read_body(&mut rd, &head, false).await;
         let path = head.first.1.clone();
+        if path == "/early" {
+            // Answer before reading the upload, then take the rest of it and close.
+            let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nearly";
+            if wr.write_all(resp).await.is_err() {
+                return;
+            }
+            let body = read_body(&mut rd, &head, false).await;
+            seen.lock().expect("seen lock").push(Seen {
+                method: head.first.0.clone(),
+                path,
+                head: head.clone(),
+                body_len: body.len(),
+                body_hash: fnv(&body),
+                chunked: false,
+            });
+            return;
+        }
+        let body = read_body(&mut rd, &head, false).await;
         let chunked = head.get("transfer-encoding").is_some();
         seen.lock().expect("seen lock").push(Seen {
             method: head.first.0.clone(),
@@ -214,6 +233,13 @@ async fn serve_origin_conn(sock: TcpStream, seen: Arc<Mutex<Vec<Seen>>>) {
         } else if path == "/slow" {
             tokio::time::sleep(Duration::from_secs(3)).await;
             b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow".to_vec()
+        } else if path == "/close" {
+            // Keep-alive by the headers, but the connection is closed right after.
+            let _ = wr
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye")
+                .await;
+            let _ = wr.shutdown().await;
+            return;
         } else if path == "/echo-info" {
             let b = format!("{} {}", body.len(), fnv(&body));
             format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{b}", b.len()).into_bytes()
@@ -232,7 +258,16 @@ where
     SV: ProxyHttp + Send + Sync + 'static,
     SV::CTX: Send + Sync,
 {
-    let conf = Arc::new(ServerConf::default());
+    start_proxy_with_conf(sv, ServerConf::default()).await
+}
+
+/// Like [`start_proxy`] with a given server configuration.
+pub async fn start_proxy_with_conf<SV>(sv: SV, conf: ServerConf) -> SocketAddr
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    let conf = Arc::new(conf);
     let app = Arc::new(http_proxy(&conf, sv));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
     let addr = listener.local_addr().expect("proxy addr");
@@ -259,8 +294,8 @@ where
 
 /// A keep-alive HTTP/1 client connection.
 pub struct Client {
-    rd: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    wr: tokio::net::tcp::OwnedWriteHalf,
+    pub rd: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    pub wr: tokio::net::tcp::OwnedWriteHalf,
 }
 
 /// A response as the client saw it.

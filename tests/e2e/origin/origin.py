@@ -54,6 +54,10 @@ class Origin(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
+    def handle_error(self, request, client_address):
+        # clients (and the proxy under test) may drop connections mid-request on purpose
+        pass
+
     def get_request(self):
         conn = super().get_request()
         bump("connections")

@@ -156,14 +156,21 @@ impl Proxy {
     }
 }
 
-/// The announcement load balancer built from `tests/announcement/src/main.rs`.
-pub fn announcement_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_e2e_lb")
+/// Path of the announcement load balancer (`tests/announcement/src/main.rs`, built here as the
+/// `e2e_lb` binary). A macro because Cargo defines `CARGO_BIN_EXE_*` only for integration tests.
+#[macro_export]
+macro_rules! announcement_bin {
+    () => {
+        env!("CARGO_BIN_EXE_e2e_lb")
+    };
 }
 
-/// The gateway with an auth check (`src/bin/e2e_gateway.rs`).
-pub fn gateway_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_e2e_gateway")
+/// Path of the gateway with an auth check (`src/bin/e2e_gateway.rs`).
+#[macro_export]
+macro_rules! gateway_bin {
+    () => {
+        env!("CARGO_BIN_EXE_e2e_gateway")
+    };
 }
 
 /// How a request body is sent.

@@ -4,7 +4,7 @@ use pingora_e2e::*;
 
 fn setup() -> (Origin, Proxy) {
     let origin = Origin::start("A");
-    let proxy = Proxy::start(announcement_bin(), &[origin.port]);
+    let proxy = Proxy::start(announcement_bin!(), &[origin.port]);
     (origin, proxy)
 }
 

@@ -5,7 +5,7 @@ use pingora_e2e::*;
 #[test]
 fn request_filter_answers_403_without_touching_the_upstream() {
     let origin = Origin::start("A");
-    let proxy = Proxy::start(gateway_bin(), &[origin.port]);
+    let proxy = Proxy::start(gateway_bin!(), &[origin.port]);
     let (_, before) = origin.stats();
 
     let denied = get(proxy.port, "/secret");

@@ -18,7 +18,7 @@ fn names(proxy: &Proxy, n: usize) -> Vec<String> {
 fn round_robin_splits_between_two_origins() {
     let a = Origin::start("A");
     let b = Origin::start("B");
-    let proxy = Proxy::start(announcement_bin(), &[a.port, b.port]);
+    let proxy = Proxy::start(announcement_bin!(), &[a.port, b.port]);
     let seen = names(&proxy, 20);
     let count_a = seen.iter().filter(|n| *n == "A").count();
     let count_b = seen.iter().filter(|n| *n == "B").count();
@@ -30,7 +30,7 @@ fn round_robin_splits_between_two_origins() {
 #[test]
 fn host_header_is_rewritten_for_the_origin() {
     let a = Origin::start("A");
-    let proxy = Proxy::start(announcement_bin(), &[a.port]);
+    let proxy = Proxy::start(announcement_bin!(), &[a.port]);
     let resp = Conn::connect(proxy.port)
         .request("GET", "/echo", &[("X-Trace", "1")], Body::Empty)
         .expect("request");
@@ -44,7 +44,7 @@ fn health_check_takes_a_dead_backend_out() {
     let a = Origin::start("A");
     let mut b = Some(Origin::start("B"));
     let b_port = b.as_ref().map(|o| o.port).unwrap_or_default();
-    let proxy = Proxy::start(announcement_bin(), &[a.port, b_port]);
+    let proxy = Proxy::start(announcement_bin!(), &[a.port, b_port]);
     assert!(names(&proxy, 4).iter().any(|n| n == "B"));
 
     b.take(); // kill origin B
@@ -68,7 +68,7 @@ fn all_upstreams_down_gives_5xx_then_recovers() {
     let a = Origin::start("A");
     let b = Origin::start("B");
     let (port_a, port_b) = (a.port, b.port);
-    let proxy = Proxy::start(announcement_bin(), &[port_a, port_b]);
+    let proxy = Proxy::start(announcement_bin!(), &[port_a, port_b]);
     assert_eq!(get(proxy.port, "/").status, 200);
 
     drop(a);

@@ -5,7 +5,7 @@ use pingora_e2e::*;
 #[test]
 fn upstream_connections_are_reused() {
     let origin = Origin::start("A");
-    let proxy = Proxy::start(announcement_bin(), &[origin.port]);
+    let proxy = Proxy::start(announcement_bin!(), &[origin.port]);
     let (conns_before, _) = origin.stats();
 
     const N: usize = 50;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 fn assert_refused(request: &[u8], expected_status: u16) {
     let origin = Origin::start("A");
-    let proxy = Proxy::start(announcement_bin(), &[origin.port]);
+    let proxy = Proxy::start(announcement_bin!(), &[origin.port]);
     let (response, closed) = raw_exchange(proxy.port, request, Duration::from_secs(5));
     let text = String::from_utf8_lossy(&response);
     let status_line = text.lines().next().unwrap_or("");
@@ -66,7 +66,8 @@ fn bare_lf_in_chunk_line_is_refused() {
 #[test]
 fn oversized_headers_get_431() {
     let mut request = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
-    for i in 0..160 {
+    // just over the 64 KiB head limit, so little is left unread when the server closes
+    for i in 0..9 {
         request.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "a".repeat(8000)).as_bytes());
     }
     request.extend_from_slice(b"\r\n");
@@ -77,7 +78,7 @@ fn oversized_headers_get_431() {
 fn long_uri_gets_414() {
     let request = format!(
         "GET /{} HTTP/1.1\r\nHost: a\r\n\r\n",
-        "u".repeat(256 * 1024)
+        "u".repeat(16 * 1024)
     );
     assert_refused(request.as_bytes(), 414);
 }
@@ -85,7 +86,7 @@ fn long_uri_gets_414() {
 #[test]
 fn well_formed_pipelined_requests_still_work() {
     let origin = Origin::start("A");
-    let proxy = Proxy::start(announcement_bin(), &[origin.port]);
+    let proxy = Proxy::start(announcement_bin!(), &[origin.port]);
     let (response, _) = raw_exchange(
         proxy.port,
         b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",

@@ -11,7 +11,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use log::debug;
 use pingora_error::{ErrorType::*, OrErr, Result};
 use std::io::IoSlice;
-use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -114,6 +114,15 @@ impl AsRawFd for Stream {
         match &self.raw {
             RawStream::Tcp(s) => s.as_raw_fd(),
             RawStream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.raw {
+            RawStream::Tcp(s) => s.as_fd(),
+            RawStream::Unix(s) => s.as_fd(),
         }
     }
 }

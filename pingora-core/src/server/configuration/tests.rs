@@ -95,7 +95,10 @@ fn bad_value_is_named() {
 #[test]
 fn validation_rejects_zero_threads() {
     let e = ServerConf::from_yaml("threads: 0\n").unwrap_err();
-    assert!(e.to_string().contains("threads must be greater than 0"), "{e}");
+    assert!(
+        e.to_string().contains("threads must be greater than 0"),
+        "{e}"
+    );
     let e = ServerConf::from_yaml("listener_tasks_per_fd: 0\n").unwrap_err();
     assert!(e.to_string().contains("listener_tasks_per_fd"), "{e}");
 }
@@ -114,7 +117,9 @@ fn load_from_file_names_the_path() {
     assert!(e.contains(&p) && e.contains("bogus"), "{e}");
 
     let missing = dir.path().join("missing.yaml").display().to_string();
-    let e = ServerConf::load_from_yaml(&missing).unwrap_err().to_string();
+    let e = ServerConf::load_from_yaml(&missing)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains(&missing), "{e}");
 }
 
@@ -149,4 +154,3 @@ fn daemon_override_from_file() {
     let c = ServerConf::load_yaml_with_opt_override(&opt).expect("valid");
     assert!(c.daemon);
 }
-

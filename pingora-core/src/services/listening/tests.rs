@@ -87,7 +87,9 @@ async fn accepts_reuses_and_stops_on_shutdown() {
     let mut c2 = connect(&addr).await;
     assert_eq!(round(&mut c2, b"bye\n").await, b"bye\n");
     let mut rest = Vec::new();
-    let n = timeout(WAIT, c2.read_to_end(&mut rest)).await.expect("closed");
+    let n = timeout(WAIT, c2.read_to_end(&mut rest))
+        .await
+        .expect("closed");
     assert_eq!(n.expect("eof"), 0);
 
     tx.send(true).expect("send");

@@ -11,11 +11,12 @@ mod http;
 mod options;
 mod tls_material;
 
+pub use crate::connectors::l4::BindTo;
 pub use crate::protocols::l4::socket::SocketAddr;
 pub use crate::protocols::{TcpKeepalive, ALPN};
 pub use basic::BasicPeer;
 pub use http::{HttpPeer, Proxy, Scheme};
-pub use options::PeerOptions;
+pub use options::{PeerOptions, TcpSockTweakHook};
 /// Anything that resolves to IP socket addresses: `"1.2.3.4:80"`,
 /// `"host:port"`, `("host", 80)`, `(IpAddr, u16)`, `std::net::SocketAddr`,
 /// `String`, or any other `std::net::ToSocketAddrs` type (e.g. a
@@ -24,7 +25,6 @@ pub use std::net::ToSocketAddrs as ToInetSocketAddrs;
 pub use tls_material::{CertKey, X509};
 
 use std::fmt::{Debug, Display};
-use std::net::SocketAddr as InetSocketAddr;
 use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,8 +88,8 @@ pub trait Peer: Display + Clone {
         self.get_peer_options()
             .and_then(|o| o.alternative_cn.as_ref())
     }
-    /// The local address to bind before connecting.
-    fn bind_to(&self) -> Option<&InetSocketAddr> {
+    /// The local address (and source port range) to bind before connecting.
+    fn bind_to(&self) -> Option<&BindTo> {
         self.get_peer_options().and_then(|o| o.bind_to.as_ref())
     }
     /// Limit on the L4 connect step.
@@ -142,6 +142,11 @@ pub trait Peer: Display + Clone {
     /// connection reuse against mix-ups.
     fn matches_fd<V: AsRawFd>(&self, fd: V) -> bool {
         fd_connected_to(fd.as_raw_fd(), self.address())
+    }
+    /// The hook adjusting the TCP socket before it connects.
+    fn upstream_tcp_sock_tweak_hook(&self) -> Option<&TcpSockTweakHook> {
+        self.get_peer_options()
+            .and_then(|o| o.upstream_tcp_sock_tweak_hook.as_ref())
     }
     /// The connection life-cycle callbacks.
     fn get_tracer(&self) -> Option<Tracer> {

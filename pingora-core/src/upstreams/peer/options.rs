@@ -1,22 +1,32 @@
 //! [`PeerOptions`]: how to connect to a peer.
 
 use super::{Tracer, X509};
+use crate::connectors::l4::BindTo;
 use crate::connectors::L4Connect;
 use crate::protocols::{TcpKeepalive, ALPN};
+use pingora_error::Result;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fmt::{Display, Formatter, Result as FmtResult};
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr as InetSocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpSocket;
+
+/// A callback that adjusts an upstream TCP socket before it connects.
+pub type TcpSockTweakHook = Arc<dyn Fn(&TcpSocket) -> Result<()> + Send + Sync + 'static>;
 
 /// Connection preferences of a peer. The [`Peer`](super::Peer) accessors
 /// document each field; every field that shapes the connection takes part in
 /// the peer's reuse hash.
-#[derive(Clone, Debug)]
+///
+/// Non-exhaustive: start from [`PeerOptions::new`] (or `Default`) and set
+/// fields.
+#[derive(Clone)]
+#[non_exhaustive]
 pub struct PeerOptions {
-    /// Local address to bind the socket to before connecting.
-    pub bind_to: Option<InetSocketAddr>,
+    /// Local address (and source port range) to bind to before connecting.
+    pub bind_to: Option<BindTo>,
     /// Limit on the TCP (or Unix socket) connect step.
     pub connection_timeout: Option<Duration>,
     /// Limit on connecting as a whole, TLS handshake included.
@@ -44,13 +54,13 @@ pub struct PeerOptions {
     pub tcp_recv_buf: Option<usize>,
     /// DSCP value (RFC 2474) for sent packets.
     pub dscp: Option<u8>,
-    /// Do not treat the end of request headers as the end of the request
-    /// stream (HTTP/2 only).
-    pub no_header_eos: bool,
     /// Interval of HTTP/2 pings to keep the connection verified alive.
     pub h2_ping_interval: Option<Duration>,
     /// Concurrent HTTP/2 streams allowed on one connection.
     pub max_h2_streams: usize,
+    /// Accept HTTP/1 responses with an invalid `Content-Length` (read them
+    /// until the connection closes) instead of failing.
+    pub allow_h1_response_invalid_content_length: bool,
     /// Extra headers for a CONNECT request through a proxy.
     pub extra_proxy_headers: BTreeMap<String, Vec<u8>>,
     /// Colon-separated TLS curve list; `None` uses the library default.
@@ -63,6 +73,8 @@ pub struct PeerOptions {
     pub tracer: Option<Tracer>,
     /// Custom way to establish the L4 connection instead of plain TCP/UDS.
     pub custom_l4: Option<Arc<dyn L4Connect + Send + Sync>>,
+    /// Adjust the TCP socket (e.g. extra socket options) before connecting.
+    pub upstream_tcp_sock_tweak_hook: Option<TcpSockTweakHook>,
 }
 
 impl PeerOptions {
@@ -84,15 +96,16 @@ impl PeerOptions {
             tcp_keepalive: None,
             tcp_recv_buf: None,
             dscp: None,
-            no_header_eos: false,
             h2_ping_interval: None,
             max_h2_streams: 1,
+            allow_h1_response_invalid_content_length: false,
             extra_proxy_headers: BTreeMap::new(),
             curves: None,
             second_keyshare: true,
             tcp_fast_open: false,
             tracer: None,
             custom_l4: None,
+            upstream_tcp_sock_tweak_hook: None,
         }
     }
 
@@ -120,10 +133,14 @@ impl PeerOptions {
         self.curves.hash(state);
         self.second_keyshare.hash(state);
         self.extra_proxy_headers.hash(state);
-        // A custom connector makes a different kind of connection.
+        // Custom connectors and socket hooks make different connections.
         self.custom_l4
             .as_ref()
             .map(|c| Arc::as_ptr(c) as *const () as usize)
+            .hash(state);
+        self.upstream_tcp_sock_tweak_hook
+            .as_ref()
+            .map(|h| Arc::as_ptr(h) as *const () as usize)
             .hash(state);
     }
 }
@@ -134,10 +151,47 @@ impl Default for PeerOptions {
     }
 }
 
+impl fmt::Debug for PeerOptions {
+    fn fmt(&self, f: &mut Formatter<'_>) -> FmtResult {
+        f.debug_struct("PeerOptions")
+            .field("bind_to", &self.bind_to)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("total_connection_timeout", &self.total_connection_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("verify_cert", &self.verify_cert)
+            .field("verify_hostname", &self.verify_hostname)
+            .field("alternative_cn", &self.alternative_cn)
+            .field("alpn", &self.alpn)
+            .field("ca", &self.ca)
+            .field("tcp_keepalive", &self.tcp_keepalive)
+            .field("tcp_recv_buf", &self.tcp_recv_buf)
+            .field("dscp", &self.dscp)
+            .field("h2_ping_interval", &self.h2_ping_interval)
+            .field("max_h2_streams", &self.max_h2_streams)
+            .field(
+                "allow_h1_response_invalid_content_length",
+                &self.allow_h1_response_invalid_content_length,
+            )
+            .field("extra_proxy_headers", &self.extra_proxy_headers)
+            .field("curves", &self.curves)
+            .field("second_keyshare", &self.second_keyshare)
+            .field("tcp_fast_open", &self.tcp_fast_open)
+            .field("tracer", &self.tracer)
+            .field("custom_l4", &self.custom_l4)
+            .field(
+                "upstream_tcp_sock_tweak_hook",
+                &self.upstream_tcp_sock_tweak_hook.as_ref().map(|_| "<hook>"),
+            )
+            .finish()
+    }
+}
+
 impl Display for PeerOptions {
     fn fmt(&self, f: &mut Formatter<'_>) -> FmtResult {
-        if let Some(b) = self.bind_to {
-            write!(f, "bind_to: {b},")?;
+        if let Some(b) = &self.bind_to {
+            write!(f, "bind_to: {b:?},")?;
         }
         if let Some(t) = self.connection_timeout {
             write!(f, "conn_timeout: {t:?},")?;
@@ -160,9 +214,6 @@ impl Display for PeerOptions {
         }
         if let Some(k) = &self.tcp_keepalive {
             write!(f, "tcp_keepalive: {k:?},")?;
-        }
-        if self.no_header_eos {
-            write!(f, "no_header_eos: true,")?;
         }
         if let Some(i) = self.h2_ping_interval {
             write!(f, "h2_ping_interval: {i:?},")?;

@@ -1,5 +1,5 @@
 use super::*;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr as InetSocketAddr};
 
 fn http(addr: &str) -> HttpPeer {
     HttpPeer::new(addr, false, String::new())
@@ -13,7 +13,11 @@ fn new_accepts_all_address_forms() {
         HttpPeer::new("127.0.0.1:8080".to_string(), false, String::new()),
         HttpPeer::new(("127.0.0.1", 8080), false, String::new()),
         HttpPeer::new(("127.0.0.1".to_string(), 8080), false, String::new()),
-        HttpPeer::new((IpAddr::V4(Ipv4Addr::LOCALHOST), 8080), false, String::new()),
+        HttpPeer::new(
+            (IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            false,
+            String::new(),
+        ),
         HttpPeer::new(expected, false, String::new()),
         HttpPeer::new("localhost:8080", false, String::new()),
     ];
@@ -81,23 +85,32 @@ fn reuse_hash_separates_connection_shapes() {
     p.options.alternative_cn = Some("alt".into());
     variants.push(p);
     let mut p = base.clone();
-    p.options.bind_to = Some("127.0.0.2:0".parse().expect("literal"));
+    p.options.bind_to = Some(BindTo::new("127.0.0.2:0".parse().expect("literal")));
     variants.push(p);
     let mut p = base.clone();
     p.options.set_http_version(2, 1);
     variants.push(p);
     let mut p = base.clone();
-    p.options.ca = Some(Arc::new(vec![X509::from_der(vec![1, 2, 3])].into_boxed_slice()));
+    p.options.ca = Some(Arc::new(
+        vec![X509::from_der(vec![1, 2, 3])].into_boxed_slice(),
+    ));
     variants.push(p);
     let mut p = base.clone();
-    p.client_cert_key = Some(Arc::new(CertKey::new(vec![X509::from_der(vec![9])], vec![0])));
+    p.client_cert_key = Some(Arc::new(CertKey::new(
+        vec![X509::from_der(vec![9])],
+        vec![0],
+    )));
     variants.push(p);
     let mut p = base.clone();
     p.options.dscp = Some(10);
     variants.push(p);
 
     for (i, v) in variants.iter().enumerate() {
-        assert_ne!(base.reuse_hash(), v.reuse_hash(), "variant {i} shares base's pool");
+        assert_ne!(
+            base.reuse_hash(),
+            v.reuse_hash(),
+            "variant {i} shares base's pool"
+        );
     }
 
     // timeouts do not change the connection
@@ -119,7 +132,10 @@ fn peer_defaults_from_options() {
     opts.idle_timeout = Some(Duration::from_secs(1));
     opts.tcp_fast_open = true;
     assert_eq!(peer.connection_timeout(), Some(Duration::from_millis(5)));
-    assert_eq!(peer.total_connection_timeout(), Some(Duration::from_millis(9)));
+    assert_eq!(
+        peer.total_connection_timeout(),
+        Some(Duration::from_millis(9))
+    );
     assert_eq!(peer.idle_timeout(), Some(Duration::from_secs(1)));
     assert!(peer.tcp_fast_open());
     assert_eq!(PeerOptions::default().max_h2_streams, 1);
@@ -130,14 +146,19 @@ fn display_and_debug() {
     let mut peer = HttpPeer::new("127.0.0.1:443", true, "x.example".into());
     peer.options.connection_timeout = Some(Duration::from_secs(1));
     let shown = peer.to_string();
-    assert!(shown.contains("127.0.0.1:443") && shown.contains("HTTPS") && shown.contains("x.example"));
+    assert!(
+        shown.contains("127.0.0.1:443") && shown.contains("HTTPS") && shown.contains("x.example")
+    );
     assert!(format!("{peer:?}").contains("HttpPeer"));
     assert!(peer.options.to_string().contains("conn_timeout: 1s"));
     let basic = BasicPeer::new("127.0.0.1:1");
     assert_eq!(basic.to_string(), "addr: 127.0.0.1:1");
     assert!(!basic.tls());
     let key = CertKey::new(vec![X509::from_der(vec![1])], vec![0xAA, 0xBB]);
-    assert!(!format!("{key:?}").contains("170"), "the private key is never printed");
+    assert!(
+        !format!("{key:?}").contains("170"),
+        "the private key is never printed"
+    );
 }
 
 #[test]
@@ -159,7 +180,9 @@ fn proxy_peer() {
 #[tokio::test]
 async fn matches_fd_checks_connected_address() {
     use std::os::unix::io::AsRawFd;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let fd = conn.as_raw_fd();

@@ -236,7 +236,7 @@ impl HttpSession {
         }
         self.body_writer.init_content_length(0);
         self.response_written = Some(Box::new(resp));
-        self.underlying_stream.shutdown().await;
+        crate::protocols::Shutdown::shutdown(self.underlying_stream.as_mut()).await;
     }
 
     /// The request head.
@@ -392,20 +392,11 @@ impl HttpSession {
                 return Err(Error::explain(ConnectionClosed, format!("client closed {when}"))
                     .into_down());
             }
-            if self.body_reader.has_leftover() && self.leftover_too_large() {
+            if self.body_reader.leftover_len() > MAX_HEADER_SIZE {
                 // stop buffering the next request; just wait
                 std::future::pending::<()>().await;
             }
         }
-    }
-
-    fn leftover_too_large(&self) -> bool {
-        // read_after_body appends to a buffer bounded by this check
-        self.body_bytes_read > usize::MAX - MAX_HEADER_SIZE || self.body_reader_len() > MAX_HEADER_SIZE
-    }
-
-    fn body_reader_len(&self) -> usize {
-        self.body_reader.leftover_len()
     }
 
     /// Keep a copy of the request body (up to [`BODY_BUF_LIMIT`]) so that
@@ -531,7 +522,7 @@ impl HttpSession {
 
     /// Close the connection now.
     pub async fn shutdown(&mut self) {
-        self.underlying_stream.shutdown().await;
+        crate::protocols::Shutdown::shutdown(self.underlying_stream.as_mut()).await;
     }
 
     /// The connection.
@@ -585,3 +576,7 @@ impl HttpSession {
 #[cfg(test)]
 #[path = "server_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "server_security_tests.rs"]
+mod security_tests;

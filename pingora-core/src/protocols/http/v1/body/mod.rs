@@ -127,6 +127,11 @@ impl BodyReader {
         std::mem::take(&mut self.buf)
     }
 
+    /// How many bytes are buffered (beyond the body, once it is complete).
+    pub fn leftover_len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Whether bytes beyond the body are buffered.
     pub fn has_leftover(&self) -> bool {
         !self.buf.is_empty()

@@ -1,0 +1,62 @@
+//! Connecting to HTTP/1.x servers.
+
+use crate::connectors::{ConnectorOptions, TransportConnector};
+use crate::protocols::http::v1::client::HttpSession;
+use crate::upstreams::peer::Peer;
+use pingora_error::Result;
+use std::time::Duration;
+
+/// Hands out HTTP/1.x client sessions, reusing pooled connections.
+pub struct Connector {
+    transport: TransportConnector,
+}
+
+impl Connector {
+    /// A connector with the given options (defaults when `None`).
+    pub fn new(options: Option<ConnectorOptions>) -> Self {
+        Connector {
+            transport: TransportConnector::new(options),
+        }
+    }
+
+    /// The underlying transport connector.
+    pub fn transport(&self) -> &TransportConnector {
+        &self.transport
+    }
+
+    /// A session to `peer` over a healthy pooled connection or a new one; the
+    /// flag tells whether the connection was reused.
+    pub async fn get_http_session<P: Peer + Send + Sync + 'static>(
+        &self,
+        peer: &P,
+    ) -> Result<(HttpSession, bool)> {
+        let (stream, reused) = self.transport.get_stream(peer).await?;
+        Ok((HttpSession::new(stream), reused))
+    }
+
+    /// A session over a healthy pooled connection to `peer`, if any.
+    pub async fn reused_http_session<P: Peer + Send + Sync + 'static>(
+        &self,
+        peer: &P,
+    ) -> Option<HttpSession> {
+        self.transport
+            .reused_stream(peer)
+            .await
+            .map(HttpSession::new)
+    }
+
+    /// Return a finished session: its connection is pooled under `peer`'s
+    /// reuse hash if the exchange completed with keep-alive, else closed.
+    pub async fn release_http_session<P: Peer + Send + Sync + 'static>(
+        &self,
+        mut session: HttpSession,
+        peer: &P,
+        idle_timeout: Option<Duration>,
+    ) {
+        session.respect_keepalive();
+        if let Some(stream) = session.reuse().await {
+            self.transport
+                .release_stream(stream, peer.reuse_hash(), idle_timeout);
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! The protocol-independent server session handed to HTTP applications.
+
+use super::error_resp;
+use super::v1::server::HttpSession as SessionV1;
+use super::HttpTask;
+use crate::protocols::{Digest, SocketAddr, Stream};
+use bytes::Bytes;
+use http::header::AsHeaderName;
+use http::{HeaderMap, HeaderValue};
+use pingora_error::Result;
+use pingora_http::{RequestHeader, ResponseHeader};
+use std::time::Duration;
+
+/// A server session over some HTTP version (only HTTP/1.x so far).
+pub enum Session {
+    /// An HTTP/1.x session.
+    H1(SessionV1),
+}
+
+impl Session {
+    /// A session over a freshly accepted (or reused) HTTP/1 connection.
+    pub fn new_http1(stream: Stream) -> Self {
+        Session::H1(SessionV1::new(stream))
+    }
+
+    /// Whether this is HTTP/2 (never, for now).
+    pub fn is_http2(&self) -> bool {
+        false
+    }
+
+    /// Read the request head. `Ok(false)`: the client went away before
+    /// sending anything (normal on reused connections): drop the session.
+    pub async fn read_request(&mut self) -> Result<bool> {
+        match self {
+            Session::H1(s) => Ok(s.read_request().await?.is_some()),
+        }
+    }
+
+    /// The request head.
+    /// # Panics
+    /// When [`Self::read_request`] did not succeed.
+    pub fn req_header(&self) -> &RequestHeader {
+        match self {
+            Session::H1(s) => s.req_header(),
+        }
+    }
+
+    /// The request head, mutable.
+    /// # Panics
+    /// When [`Self::read_request`] did not succeed.
+    pub fn req_header_mut(&mut self) -> &mut RequestHeader {
+        match self {
+            Session::H1(s) => s.req_header_mut(),
+        }
+    }
+
+    /// The first value of request header `key`.
+    pub fn get_header<K: AsHeaderName>(&self, key: K) -> Option<&HeaderValue> {
+        self.req_header().headers.get(key)
+    }
+
+    /// The first value of request header `key` as bytes (empty if absent).
+    pub fn get_header_bytes<K: AsHeaderName>(&self, key: K) -> &[u8] {
+        self.get_header(key).map_or(b"", |v| v.as_bytes())
+    }
+
+    /// The next piece of request body; `Ok(None)` when complete.
+    pub async fn read_request_body(&mut self) -> Result<Option<Bytes>> {
+        match self {
+            Session::H1(s) => s.read_body_bytes().await,
+        }
+    }
+
+    /// Read and discard the rest of the request body.
+    pub async fn drain_request_body(&mut self) -> Result<()> {
+        match self {
+            Session::H1(s) => s.drain_request_body().await,
+        }
+    }
+
+    /// Send the response head (1xx heads may come before the final one).
+    pub async fn write_response_header(&mut self, resp: Box<ResponseHeader>) -> Result<()> {
+        match self {
+            Session::H1(s) => s.write_response_header(resp).await,
+        }
+    }
+
+    /// Same as [`Self::write_response_header`], cloning `resp`.
+    pub async fn write_response_header_ref(&mut self, resp: &ResponseHeader) -> Result<()> {
+        match self {
+            Session::H1(s) => s.write_response_header_ref(resp).await,
+        }
+    }
+
+    /// Send a piece of response body; `end` finishes the body.
+    pub async fn write_response_body(&mut self, data: Bytes, end: bool) -> Result<()> {
+        match self {
+            Session::H1(s) => {
+                if !data.is_empty() {
+                    s.write_body(&data).await?;
+                }
+                if end {
+                    s.finish_body().await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Send trailers, ending the body (HTTP/1.1 chunked bodies only; dropped
+    /// otherwise).
+    pub async fn write_response_trailers(&mut self, trailers: HeaderMap) -> Result<()> {
+        match self {
+            Session::H1(s) => s
+                .response_duplex_vec(vec![HttpTask::Trailer(Some(Box::new(trailers)))])
+                .await
+                .map(|_| ()),
+        }
+    }
+
+    /// End the exchange. Returns the connection when it can serve another
+    /// request (pass it to [`Self::new_http1`]).
+    pub async fn finish(self) -> Result<Option<Stream>> {
+        match self {
+            Session::H1(mut s) => {
+                s.finish_body().await?;
+                s.reuse().await
+            }
+        }
+    }
+
+    /// Write a batch of response tasks; returns whether the response is done.
+    pub async fn response_duplex_vec(&mut self, tasks: Vec<HttpTask>) -> Result<bool> {
+        match self {
+            Session::H1(s) => s.response_duplex_vec(tasks).await,
+        }
+    }
+
+    /// Allow reuse of the connection for `duration` seconds of idleness
+    /// (`Some(0)`: no limit), or forbid it (`None`).
+    pub fn set_keepalive(&mut self, duration: Option<u64>) {
+        match self {
+            Session::H1(s) => s.set_server_keepalive(duration),
+        }
+    }
+
+    /// Limit reads from the client.
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        match self {
+            Session::H1(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    /// Limit writes to the client.
+    pub fn set_write_timeout(&mut self, timeout: Duration) {
+        match self {
+            Session::H1(s) => s.set_write_timeout(timeout),
+        }
+    }
+
+    /// Limit how long draining an unread request body may take.
+    pub fn set_total_drain_timeout(&mut self, timeout: Duration) {
+        match self {
+            Session::H1(s) => s.set_total_drain_timeout(timeout),
+        }
+    }
+
+    /// Require a minimum send rate (bytes per second) from the client.
+    pub fn set_min_send_rate(&mut self, rate: usize) {
+        match self {
+            Session::H1(s) => s.set_min_send_rate(rate),
+        }
+    }
+
+    /// Drop informational responses instead of sending them.
+    pub fn set_ignore_info_resp(&mut self, ignore: bool) {
+        match self {
+            Session::H1(s) => s.set_ignore_info_resp(ignore),
+        }
+    }
+
+    /// `METHOD path, Host: host`, for logs.
+    pub fn request_summary(&self) -> String {
+        match self {
+            Session::H1(s) => s.request_summary(),
+        }
+    }
+
+    /// The final response head, once sent.
+    pub fn response_written(&self) -> Option<&ResponseHeader> {
+        match self {
+            Session::H1(s) => s.response_written(),
+        }
+    }
+
+    /// Abort: close the connection.
+    pub async fn shutdown(&mut self) {
+        match self {
+            Session::H1(s) => s.shutdown().await,
+        }
+    }
+
+    /// The request head as raw HTTP/1 bytes.
+    pub fn to_h1_raw(&self) -> Bytes {
+        match self {
+            Session::H1(s) => s.get_headers_raw_bytes(),
+        }
+    }
+
+    /// Whether the whole request body was read.
+    pub fn is_body_done(&mut self) -> bool {
+        match self {
+            Session::H1(s) => s.is_body_done(),
+        }
+    }
+
+    /// End the response body (last chunk for chunked bodies).
+    pub async fn finish_body(&mut self) -> Result<()> {
+        match self {
+            Session::H1(s) => s.finish_body().await.map(|_| ()),
+        }
+    }
+
+    /// A ready response header for error status `error`.
+    pub fn generate_error(error: u16) -> ResponseHeader {
+        match error {
+            502 => error_resp::HTTP_502_RESPONSE.clone(),
+            400 => error_resp::HTTP_400_RESPONSE.clone(),
+            _ => error_resp::gen_error_response(error),
+        }
+    }
+
+    /// Answer with error status `error` and an empty body; closes the
+    /// connection afterwards.
+    pub async fn respond_error(&mut self, error: u16) -> Result<()> {
+        self.respond_error_with_body(error, Bytes::new()).await
+    }
+
+    /// Answer with error status `error` and `body`; closes the connection
+    /// afterwards.
+    pub async fn respond_error_with_body(&mut self, error: u16, body: Bytes) -> Result<()> {
+        let mut resp = Self::generate_error(error);
+        if !body.is_empty() {
+            resp.set_content_length(body.len())?;
+        }
+        self.write_error_response(resp, body).await
+    }
+
+    /// Send `resp` with `body` and close the connection afterwards.
+    pub async fn write_error_response(&mut self, resp: ResponseHeader, body: Bytes) -> Result<()> {
+        self.set_keepalive(None);
+        self.write_response_header(Box::new(resp)).await?;
+        self.write_response_body(body, true).await
+    }
+
+    /// Whether the request has no body.
+    pub fn is_body_empty(&mut self) -> bool {
+        match self {
+            Session::H1(s) => s.is_body_empty(),
+        }
+    }
+
+    /// Whether the request body outgrew the retry buffer.
+    pub fn retry_buffer_truncated(&self) -> bool {
+        match self {
+            Session::H1(s) => s.retry_buffer_truncated(),
+        }
+    }
+
+    /// Keep a bounded copy of the request body for retries.
+    pub fn enable_retry_buffering(&mut self) {
+        match self {
+            Session::H1(s) => s.enable_retry_buffering(),
+        }
+    }
+
+    /// The buffered request body, unless truncated.
+    pub fn get_retry_buffer(&self) -> Option<Bytes> {
+        match self {
+            Session::H1(s) => s.get_retry_buffer(),
+        }
+    }
+
+    /// Read body, or once it is complete wait until the client disconnects.
+    pub async fn read_body_or_idle(&mut self, no_body_expected: bool) -> Result<Option<Bytes>> {
+        match self {
+            Session::H1(s) => s.read_body_or_idle(no_body_expected).await,
+        }
+    }
+
+    /// The HTTP/1 session.
+    pub fn as_http1(&self) -> Option<&SessionV1> {
+        match self {
+            Session::H1(s) => Some(s),
+        }
+    }
+
+    /// Send `100 Continue`.
+    pub async fn write_continue_response(&mut self) -> Result<()> {
+        match self {
+            Session::H1(s) => s.write_continue_response().await,
+        }
+    }
+
+    /// Whether the request asks for a protocol upgrade.
+    pub fn is_upgrade_req(&self) -> bool {
+        match self {
+            Session::H1(s) => s.is_upgrade_req(),
+        }
+    }
+
+    /// Response body bytes sent so far.
+    pub fn body_bytes_sent(&self) -> usize {
+        match self {
+            Session::H1(s) => s.body_bytes_sent(),
+        }
+    }
+
+    /// Request body bytes read so far.
+    pub fn body_bytes_read(&self) -> usize {
+        match self {
+            Session::H1(s) => s.body_bytes_read(),
+        }
+    }
+
+    /// Facts about the connection.
+    pub fn digest(&self) -> Option<&Digest> {
+        match self {
+            Session::H1(s) => Some(s.digest()),
+        }
+    }
+
+    /// Facts about the connection, mutable.
+    pub fn digest_mut(&mut self) -> Option<&mut Digest> {
+        match self {
+            Session::H1(s) => Some(s.digest_mut()),
+        }
+    }
+
+    /// The client's address.
+    pub fn client_addr(&self) -> Option<&SocketAddr> {
+        match self {
+            Session::H1(s) => s.client_addr(),
+        }
+    }
+
+    /// The local address the client connected to.
+    pub fn server_addr(&self) -> Option<&SocketAddr> {
+        match self {
+            Session::H1(s) => s.server_addr(),
+        }
+    }
+
+    /// The HTTP/1 connection.
+    pub fn stream(&self) -> Option<&Stream> {
+        match self {
+            Session::H1(s) => Some(s.stream()),
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! The HTTP/1.x client session: sends one request to an upstream and reads
+//! its response; [`HttpSession::reuse`] returns the connection for pooling
+//! when the exchange left it clean.
+//!
+//! Responses are validated as strictly as requests on the server side:
+//! ambiguous framing (both Content-Length and Transfer-Encoding, bad
+//! Content-Length, bad chunks) is an `Upstream` error, never a guess.
+
+use super::body::{BodyReader, BodyWriter};
+use super::common::*;
+use super::head;
+use crate::protocols::http::HttpTask;
+use crate::protocols::{Digest, SocketAddr, Stream};
+use bytes::{Bytes, BytesMut};
+use http::header::{self, AsHeaderName};
+use http::{HeaderValue, Method, StatusCode};
+use log::debug;
+use pingora_error::{Error, ErrorType::*, OkOrErr, OrErr, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The HTTP/1.x client side of one request/response exchange.
+pub struct HttpSession {
+    underlying_stream: Stream,
+    buf: BytesMut,
+    raw_header: Option<Bytes>,
+    request_written: Option<Box<RequestHeader>>,
+    response_header: Option<Box<ResponseHeader>>,
+    body_reader: BodyReader,
+    body_writer: BodyWriter,
+    last_body: Bytes,
+    keepalive: KeepaliveStatus,
+    upgraded: bool,
+    digest: Box<Digest>,
+    /// Limit for each read from the upstream (`None`: no limit).
+    pub read_timeout: Option<Duration>,
+    /// Limit for each write to the upstream (`None`: no limit).
+    pub write_timeout: Option<Duration>,
+}
+
+impl HttpSession {
+    /// A session over an established (new or pooled) connection.
+    pub fn new(stream: Stream) -> Self {
+        let digest = Box::new(Digest {
+            ssl_digest: stream.get_ssl_digest(),
+            timing_digest: stream.get_timing_digest(),
+            proxy_digest: stream.get_proxy_digest(),
+            socket_digest: stream.get_socket_digest(),
+        });
+        HttpSession {
+            underlying_stream: stream,
+            buf: BytesMut::new(),
+            raw_header: None,
+            request_written: None,
+            response_header: None,
+            body_reader: BodyReader::new(),
+            body_writer: BodyWriter::new(),
+            last_body: Bytes::new(),
+            keepalive: KeepaliveStatus::Off,
+            upgraded: false,
+            digest,
+            read_timeout: None,
+            write_timeout: None,
+        }
+    }
+
+    /// Limit each read from the upstream.
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        self.read_timeout = Some(timeout);
+    }
+
+    /// Limit each write to the upstream.
+    pub fn set_write_timeout(&mut self, timeout: Duration) {
+        self.write_timeout = Some(timeout);
+    }
+
+    /// Send the request head; returns the bytes written. The body framing
+    /// follows the head: chunked, Content-Length, raw for upgrade requests,
+    /// otherwise no body. Ambiguous framing is refused (`Internal` source).
+    pub async fn write_request_header(&mut self, req: Box<RequestHeader>) -> Result<usize> {
+        let cl = content_length(&req.headers)
+            .map_err(|m| Error::explain(InvalidHTTPHeader, m).into_in())?;
+        match (transfer_coding(&req.headers), cl) {
+            (TransferCoding::Absent, Some(len)) => self.body_writer.init_content_length(len),
+            (TransferCoding::Absent, None) if is_upgrade_req(&req) => {
+                self.body_writer.init_until_close()
+            }
+            (TransferCoding::Absent, None) => self.body_writer.init_content_length(0),
+            (TransferCoding::ChunkedOnly | TransferCoding::ChunkedFinal, None) => {
+                self.body_writer.init_chunked()
+            }
+            _ => {
+                return Err(Error::explain(
+                    InvalidHTTPHeader,
+                    "request framing is ambiguous (Transfer-Encoding)",
+                )
+                .into_in())
+            }
+        }
+        let mut buf = BytesMut::new();
+        head::write_request_head(&req, &mut buf).map_err(|e| e.into_in())?;
+        let stream = &mut self.underlying_stream;
+        let send = async {
+            stream.write_all(&buf).await.or_err(WriteError, "writing request header")?;
+            stream.flush().await.or_err(WriteError, "flushing request header")
+        };
+        with_timeout(self.write_timeout, WriteTimedout, "writing request header", send)
+            .await
+            .map_err(|e| e.into_up())?;
+        self.request_written = Some(req);
+        Ok(buf.len())
+    }
+
+    /// Send a piece of request body. `Ok(None)` when the body is complete.
+    pub async fn write_body(&mut self, buf: &[u8]) -> Result<Option<usize>> {
+        with_timeout(
+            self.write_timeout,
+            WriteTimedout,
+            "writing request body",
+            self.body_writer
+                .write_body(&mut self.underlying_stream, b"", buf),
+        )
+        .await
+        .map_err(|e| e.into_up())
+    }
+
+    /// End the request body (the last chunk for chunked bodies) and flush.
+    pub async fn finish_body(&mut self) -> Result<Option<usize>> {
+        if self.body_writer.need_init() {
+            return Ok(None);
+        }
+        let stream = &mut self.underlying_stream;
+        let writer = &mut self.body_writer;
+        let finish = async {
+            let res = writer.finish(stream, b"").await?;
+            stream.flush().await.or_err(WriteError, "flushing request body")?;
+            Ok(res)
+        };
+        with_timeout(self.write_timeout, WriteTimedout, "finishing request body", finish)
+            .await
+            .map_err(|e| e.into_up())
+    }
+
+    /// Read the next response head; returns its size in bytes.
+    /// `100 Continue` and `102 Processing` are skipped; other informational
+    /// heads (e.g. `103`) are returned and the caller reads again. Errors
+    /// have `Upstream` source; a connection that closed before sending a
+    /// byte may be retried if it was a reused one.
+    pub async fn read_response(&mut self) -> Result<usize> {
+        loop {
+            let parsed = head::parse_response(&mut self.buf).map_err(|e| e.into_up())?;
+            let Some((resp, raw)) = parsed else {
+                self.read_more_head().await?;
+                continue;
+            };
+            let code = resp.status.as_u16();
+            if code == 100 || code == 102 {
+                debug!("skipping informational response {code}");
+                continue;
+            }
+            let len = raw.len();
+            self.raw_header = Some(raw);
+            if !(resp.status.is_informational() && code != 101) {
+                self.init_body_reader(&resp)?;
+            }
+            self.response_header = Some(resp);
+            return Ok(len);
+        }
+    }
+
+    async fn read_more_head(&mut self) -> Result<()> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            let grow = self.buf.len().max(INIT_HEADER_BUF_SIZE);
+            self.buf.reserve(grow);
+        }
+        let nothing_yet = self.buf.is_empty() && self.response_header.is_none();
+        let read = self.underlying_stream.read_buf(&mut self.buf);
+        let res = match self.read_timeout {
+            Some(t) => match tokio::time::timeout(t, read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(Error::explain(
+                        ReadTimedout,
+                        format!("reading response header, timeout: {t:?}"),
+                    )
+                    .into_up())
+                }
+            },
+            None => read.await,
+        };
+        let mut err = match res {
+            Ok(0) => Error::explain(ConnectionClosed, "upstream closed while reading header"),
+            Ok(_) => return Ok(()),
+            Err(e) => Error::because(ReadError, "reading response header", e),
+        };
+        if nothing_yet {
+            // a pooled connection the upstream had already closed
+            err.set_retry_reused_only();
+        }
+        Err(err.into_up())
+    }
+
+    fn init_body_reader(&mut self, resp: &ResponseHeader) -> Result<()> {
+        let preread = self.buf.split();
+        let code = resp.status.as_u16();
+        let method = self.request_written.as_ref().map(|r| &r.method);
+        self.keepalive = if is_keepalive(resp.version, &resp.headers)
+            && self
+                .request_written
+                .as_ref()
+                .is_none_or(|r| is_keepalive(r.version, &r.headers))
+        {
+            KeepaliveStatus::Infinite
+        } else {
+            KeepaliveStatus::Off
+        };
+        let upgrade_req = self.request_written.as_deref().is_some_and(is_upgrade_req);
+        if code == 101 || (method == Some(&Method::CONNECT) && resp.status.is_success()) {
+            self.upgraded = code != 101 || (upgrade_req && is_upgrade_resp(resp));
+            self.keepalive = KeepaliveStatus::Off;
+            self.body_reader.init_until_close(preread);
+            return Ok(());
+        }
+        if method == Some(&Method::HEAD) || code == 204 || code == 304 {
+            self.body_reader.init_content_length(0, preread);
+            return Ok(());
+        }
+        let cl = content_length(&resp.headers);
+        match transfer_coding(&resp.headers) {
+            TransferCoding::Absent => match cl {
+                Ok(Some(len)) => self.body_reader.init_content_length(len, preread),
+                Ok(None) => {
+                    self.keepalive = KeepaliveStatus::Off;
+                    self.body_reader.init_until_close(preread);
+                }
+                Err(m) => return Err(Error::explain(InvalidHTTPHeader, m).into_up()),
+            },
+            _ if resp.headers.contains_key(header::CONTENT_LENGTH) => {
+                return Err(Error::explain(
+                    InvalidHTTPHeader,
+                    "response has both Content-Length and Transfer-Encoding",
+                )
+                .into_up())
+            }
+            TransferCoding::ChunkedOnly | TransferCoding::ChunkedFinal => {
+                self.body_reader.init_chunked(preread)
+            }
+            TransferCoding::Other => {
+                self.keepalive = KeepaliveStatus::Off;
+                self.body_reader.init_until_close(preread);
+            }
+        }
+        Ok(())
+    }
+
+    /// Read the response head and return a copy of it.
+    pub async fn read_resp_header_parts(&mut self) -> Result<Box<ResponseHeader>> {
+        self.read_response().await?;
+        self.response_header
+            .clone()
+            .or_err(InternalError, "no response header after reading one")
+    }
+
+    /// The last response head read.
+    pub fn resp_header(&self) -> Option<&ResponseHeader> {
+        self.response_header.as_deref()
+    }
+
+    /// The first value of response header `name`.
+    pub fn get_header(&self, name: impl AsHeaderName) -> Option<&HeaderValue> {
+        self.response_header.as_ref()?.headers.get(name)
+    }
+
+    /// The first value of response header `name` as bytes (empty if absent).
+    pub fn get_header_bytes(&self, name: impl AsHeaderName) -> &[u8] {
+        self.get_header(name).map_or(b"", |v| v.as_bytes())
+    }
+
+    /// The response status, once read.
+    pub fn get_status(&self) -> Option<StatusCode> {
+        self.response_header.as_ref().map(|r| r.status)
+    }
+
+    /// The response head exactly as received.
+    pub fn get_headers_raw_bytes(&self) -> Bytes {
+        self.raw_header.clone().unwrap_or_default()
+    }
+
+    /// The next piece of response body; `Ok(None)` when complete.
+    pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
+        if self.body_reader.need_init() {
+            return Ok(None);
+        }
+        let res = with_timeout(
+            self.read_timeout,
+            ReadTimedout,
+            "reading response body",
+            self.body_reader.read_body(&mut self.underlying_stream),
+        )
+        .await;
+        res.map_err(|e| {
+            self.keepalive = KeepaliveStatus::Off;
+            e.into_up()
+        })
+    }
+
+    /// Like [`Self::read_body_bytes`], borrowing the piece.
+    pub async fn read_body_ref(&mut self) -> Result<Option<&[u8]>> {
+        match self.read_body_bytes().await? {
+            Some(b) => {
+                self.last_body = b;
+                Ok(Some(&self.last_body[..]))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Whether no (more) response body is to be read.
+    pub fn is_body_done(&mut self) -> bool {
+        self.body_reader.body_done()
+    }
+
+    /// The trailers that followed a chunked response body.
+    pub fn take_trailers(&mut self) -> Option<Box<http::HeaderMap>> {
+        self.body_reader.take_trailers()
+    }
+
+    /// The next step of the response for the proxy: the head first, then
+    /// body pieces, then `Done` (or trailers).
+    pub async fn read_response_task(&mut self) -> Result<HttpTask> {
+        let need_head = self
+            .response_header
+            .as_ref()
+            .is_none_or(|r| r.status.is_informational() && r.status != 101);
+        if need_head {
+            self.read_response().await?;
+            let resp = self
+                .response_header
+                .clone()
+                .or_err(InternalError, "no response header after reading one")?;
+            let end = !(resp.status.is_informational() && resp.status != 101)
+                && self.body_reader.body_done();
+            return Ok(HttpTask::Header(resp, end));
+        }
+        match self.read_body_bytes().await? {
+            Some(data) => Ok(HttpTask::Body(Some(data), self.body_reader.body_done())),
+            None => match self.body_reader.take_trailers() {
+                Some(t) => Ok(HttpTask::Trailer(Some(t))),
+                None => Ok(HttpTask::Done),
+            },
+        }
+    }
+
+    /// Apply the keep-alive rules to the response read (done automatically
+    /// by [`Self::read_response`]).
+    pub fn respect_keepalive(&mut self) {
+        if let Some(r) = &self.response_header {
+            if !is_keepalive(r.version, &r.headers) {
+                self.keepalive = KeepaliveStatus::Off;
+            }
+        }
+    }
+
+    /// Whether the connection can be reused after this exchange.
+    pub fn will_keepalive(&self) -> bool {
+        self.keepalive != KeepaliveStatus::Off
+    }
+
+    /// `Some(true)`: the request asked for an upgrade and `resp` accepts it;
+    /// `Some(false)`: refused; `None`: not an upgrade request.
+    pub fn is_upgrade(&self, resp: &ResponseHeader) -> Option<bool> {
+        self.request_written
+            .as_deref()
+            .is_some_and(is_upgrade_req)
+            .then(|| is_upgrade_resp(resp))
+    }
+
+    /// Whether the connection switched protocols (101 or CONNECT tunnel).
+    pub fn was_upgraded(&self) -> bool {
+        self.upgraded
+    }
+
+    /// Facts about the connection.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Facts about the connection, mutable.
+    pub fn digest_mut(&mut self) -> &mut Digest {
+        &mut self.digest
+    }
+
+    /// The upstream's address.
+    pub fn server_addr(&self) -> Option<&SocketAddr> {
+        self.digest.socket_digest.as_ref()?.peer_addr()
+    }
+
+    /// Our local address on this connection.
+    pub fn client_addr(&self) -> Option<&SocketAddr> {
+        self.digest.socket_digest.as_ref()?.local_addr()
+    }
+
+    /// Close the connection now.
+    pub async fn shutdown(&mut self) {
+        crate::protocols::Shutdown::shutdown(self.underlying_stream.as_mut()).await;
+    }
+
+    /// The connection.
+    pub fn stream(&self) -> &Stream {
+        &self.underlying_stream
+    }
+
+    /// Give up HTTP and take the connection.
+    pub fn into_inner(mut self) -> Stream {
+        let rest = self.body_reader.take_leftover();
+        let rest = if rest.is_empty() { self.buf.split() } else { rest };
+        crate::protocols::Rewind::wrap(self.underlying_stream, rest.freeze())
+    }
+
+    /// End the exchange: the connection is returned for reuse when
+    /// keep-alive holds, the request body was fully sent and the response
+    /// fully read with nothing after it; otherwise it is closed.
+    pub async fn reuse(mut self) -> Option<Stream> {
+        let clean = self.will_keepalive()
+            && self.response_header.is_some()
+            && self.body_reader.body_done()
+            && !self.body_reader.has_leftover()
+            && self.buf.is_empty()
+            && (self.body_writer.is_complete() || self.body_writer.need_init());
+        if clean {
+            Some(self.underlying_stream)
+        } else {
+            debug!("closing upstream connection instead of reusing it");
+            self.shutdown().await;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

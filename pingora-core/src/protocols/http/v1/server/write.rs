@@ -1,0 +1,314 @@
+//! The response half of the HTTP/1 server session.
+
+use super::HttpSession;
+use crate::protocols::http::v1::common::*;
+use crate::protocols::http::v1::head;
+use crate::protocols::http::{date, error_resp, HttpTask};
+use bytes::BufMut;
+use http::{header, HeaderMap, Method, Version};
+use log::{debug, warn};
+use pingora_error::{Error, ErrorType::*, OrErr, Result};
+use pingora_http::ResponseHeader;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+impl HttpSession {
+    /// The time limit for writing `len` bytes: from the minimum send rate
+    /// if set (at least 1 s), else the write timeout.
+    fn write_limit(&self, len: usize) -> Option<Duration> {
+        match self.min_send_rate {
+            Some(rate) => Some(Duration::from_millis(
+                (len.max(rate) as u64).saturating_mul(1000) / rate as u64,
+            )),
+            None => self.write_timeout,
+        }
+    }
+
+    /// Decide how the response body is framed, adjusting `resp`'s framing
+    /// headers, and whether the connection can stay open afterwards.
+    fn init_body_writer(&mut self, resp: &mut ResponseHeader) -> Result<()> {
+        let status = resp.status.as_u16();
+        let request_11 = self
+            .request_header
+            .as_ref()
+            .is_none_or(|r| r.version == Version::HTTP_11);
+        if status == 101 {
+            self.keepalive = KeepaliveStatus::Off;
+            if self.is_upgrade(resp) == Some(true) {
+                self.upgraded = true;
+                self.body_writer.init_until_close();
+                if self.body_reader.body_done() {
+                    self.body_reader.convert_to_until_close();
+                }
+            } else {
+                self.body_writer.init_content_length(0);
+            }
+            return Ok(());
+        }
+        if self.get_method() == Some(&Method::HEAD) || status == 204 || status == 304 {
+            self.body_writer.init_content_length(0);
+            return Ok(());
+        }
+        match transfer_coding(&resp.headers) {
+            TransferCoding::Absent => match content_length(&resp.headers) {
+                Ok(Some(len)) => self.body_writer.init_content_length(len),
+                Ok(None) if request_11 => {
+                    resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+                    self.body_writer.init_chunked();
+                }
+                Ok(None) => self.close_delimited(),
+                Err(msg) => {
+                    return Err(Error::explain(InvalidHTTPHeader, msg).into_in());
+                }
+            },
+            TransferCoding::ChunkedOnly | TransferCoding::ChunkedFinal if request_11 => {
+                resp.remove_header(&header::CONTENT_LENGTH);
+                self.body_writer.init_chunked();
+            }
+            // HTTP/1.0 clients cannot decode chunks; other codings are not framing
+            _ => {
+                resp.remove_header(&header::TRANSFER_ENCODING);
+                resp.remove_header(&header::CONTENT_LENGTH);
+                self.close_delimited();
+            }
+        }
+        Ok(())
+    }
+
+    fn close_delimited(&mut self) {
+        self.body_writer.init_until_close();
+        self.keepalive = KeepaliveStatus::Off;
+    }
+
+    /// `Some(true)`: the request asked for an upgrade and `resp` accepts it;
+    /// `Some(false)`: asked but refused; `None`: not an upgrade request.
+    pub fn is_upgrade(&self, resp: &ResponseHeader) -> Option<bool> {
+        self.is_upgrade_req().then(|| is_upgrade_resp(resp))
+    }
+
+    fn expects_continue(&self) -> bool {
+        self.request_header
+            .as_deref()
+            .is_some_and(is_expect_continue_req)
+    }
+
+    async fn send_now(&mut self, flush: bool) -> Result<()> {
+        let limit = self.write_limit(self.pending_head.len());
+        let stream = &mut self.underlying_stream;
+        let head = &self.pending_head;
+        let send = async {
+            stream
+                .write_all(head)
+                .await
+                .or_err(WriteError, "writing response header")?;
+            if flush {
+                stream.flush().await.or_err(WriteError, "flushing response")?;
+            }
+            Ok(())
+        };
+        let res = with_timeout(limit, WriteTimedout, "writing response header", send).await;
+        self.pending_head.clear();
+        res.map_err(|e| {
+            self.keepalive = KeepaliveStatus::Off;
+            e.into_down()
+        })
+    }
+
+    /// Send the response head. Informational (1xx) heads may precede the
+    /// final one; anything after the final head is ignored with a warning.
+    /// `Date` is added if missing and `Connection` set to match keep-alive.
+    /// Without `Content-Length`, bodies are chunked for HTTP/1.1 clients and
+    /// delimited by closing the connection for HTTP/1.0 ones. A head with a
+    /// `Content-Length` body is held back to share a write with the body.
+    pub async fn write_response_header(&mut self, mut resp: Box<ResponseHeader>) -> Result<()> {
+        if self.response_written.is_some() {
+            warn!("response header already sent; ignoring another one");
+            return Ok(());
+        }
+        let status = resp.status.as_u16();
+        resp.set_version(Version::HTTP_11);
+        if resp.status.is_informational() && status != 101 {
+            let asked = status == 100 && self.expects_continue();
+            if (self.ignore_info_resp && !asked) || (status == 100 && self.continue_sent) {
+                return Ok(());
+            }
+            self.continue_sent |= status == 100;
+            self.pending_head.clear();
+            head::write_response_head(&resp, &mut self.pending_head);
+            return self.send_now(true).await;
+        }
+        self.init_body_writer(&mut resp)?;
+        if header_has_token(&resp.headers, header::CONNECTION, b"close") {
+            self.keepalive = KeepaliveStatus::Off;
+        }
+        if status != 101 {
+            if !resp.headers.contains_key(header::DATE) {
+                resp.insert_header(header::DATE, date::get_cached_date())?;
+            }
+            let http10 = self
+                .request_header
+                .as_ref()
+                .is_some_and(|r| r.version == Version::HTTP_10);
+            if !self.will_keepalive() {
+                resp.insert_header(header::CONNECTION, "close")?;
+            } else if http10 {
+                resp.insert_header(header::CONNECTION, "keep-alive")?;
+            }
+        }
+        self.pending_head.clear();
+        head::write_response_head(&resp, &mut self.pending_head);
+        let hold = self.body_writer.need_init()
+            || (!self.body_writer.finished()
+                && resp.headers.contains_key(header::CONTENT_LENGTH)
+                && !self.upgraded);
+        self.response_written = Some(resp);
+        if !hold {
+            self.send_now(true).await?;
+        }
+        Ok(())
+    }
+
+    /// Same as [`Self::write_response_header`], cloning `resp`.
+    pub async fn write_response_header_ref(&mut self, resp: &ResponseHeader) -> Result<()> {
+        self.write_response_header(Box::new(resp.clone())).await
+    }
+
+    /// The final response head, once sent.
+    pub fn response_written(&self) -> Option<&ResponseHeader> {
+        self.response_written.as_deref()
+    }
+
+    /// Send `100 Continue` unless a response was already sent.
+    pub async fn write_continue_response(&mut self) -> Result<()> {
+        if self.response_written.is_some() || self.continue_sent {
+            return Ok(());
+        }
+        self.continue_sent = true;
+        self.pending_head.clear();
+        self.pending_head.put_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        self.send_now(true).await
+    }
+
+    /// Send a piece of response body (framed as decided by the head).
+    /// `Ok(None)` when the body is already complete (e.g. Content-Length
+    /// reached); bytes beyond the Content-Length are dropped.
+    pub async fn write_body(&mut self, buf: &[u8]) -> Result<Option<usize>> {
+        let limit = self.write_limit(buf.len() + self.pending_head.len());
+        let res = with_timeout(
+            limit,
+            WriteTimedout,
+            "writing response body",
+            self.body_writer
+                .write_body(&mut self.underlying_stream, &self.pending_head, buf),
+        )
+        .await;
+        self.pending_head.clear();
+        match res {
+            Ok(n) => {
+                self.body_bytes_sent += n.unwrap_or(0);
+                Ok(n)
+            }
+            Err(e) => {
+                self.keepalive = KeepaliveStatus::Off;
+                Err(e.into_down())
+            }
+        }
+    }
+
+    async fn finish_inner(&mut self, trailers: Option<&HeaderMap>) -> Result<Option<usize>> {
+        if self.body_writer.need_init() {
+            return Ok(None);
+        }
+        let limit = self.write_limit(self.pending_head.len() + 64);
+        let stream = &mut self.underlying_stream;
+        let (writer, head) = (&mut self.body_writer, &self.pending_head);
+        let finish = async {
+            let res = writer.finish_with_trailers(stream, head, trailers).await?;
+            stream.flush().await.or_err(WriteError, "flushing body")?;
+            Ok(res)
+        };
+        let res = with_timeout(limit, WriteTimedout, "finishing response body", finish).await;
+        self.pending_head.clear();
+        if self.upgraded && !self.body_reader.body_done() {
+            // the exchange is over: stop reading the client's stream
+            self.body_reader.init_content_length(0, Default::default());
+        }
+        res.map_err(|e| {
+            self.keepalive = KeepaliveStatus::Off;
+            e.into_down()
+        })
+    }
+
+    /// End the response body: sends the last chunk of a chunked body and
+    /// flushes. Idempotent.
+    pub async fn finish_body(&mut self) -> Result<Option<usize>> {
+        self.finish_inner(None).await
+    }
+
+    /// Send an error response with an empty body (see
+    /// [`error_resp::gen_error_response`]) and disable keep-alive.
+    pub async fn respond_error(&mut self, code: u16) -> Result<()> {
+        self.keepalive = KeepaliveStatus::Off;
+        let resp = error_resp::gen_error_response(code);
+        self.write_response_header(Box::new(resp)).await?;
+        self.finish_body().await.map(|_| ())
+    }
+
+    /// Write a batch of response tasks (from the proxy), gathering body
+    /// pieces into one write. Returns whether the response is complete.
+    pub async fn response_duplex_vec(&mut self, tasks: Vec<HttpTask>) -> Result<bool> {
+        let mut end = false;
+        let mut trailers = None;
+        let gather = tasks.len() > 1;
+        for task in tasks {
+            end = match task {
+                HttpTask::Header(resp, end) => {
+                    self.write_response_header(resp).await?;
+                    end
+                }
+                HttpTask::Body(Some(data), end) if gather => {
+                    if !self.body_writer.finished() {
+                        self.body_write_buf.extend_from_slice(&data);
+                    }
+                    end
+                }
+                HttpTask::Body(Some(data), end) => {
+                    if !data.is_empty() {
+                        self.write_body(&data).await?;
+                    }
+                    end
+                }
+                HttpTask::Body(None, end) => end,
+                HttpTask::Trailer(t) => {
+                    trailers = t;
+                    true
+                }
+                HttpTask::Done => true,
+                HttpTask::Failed(e) => {
+                    self.flush_gathered().await?;
+                    if let Err(fe) = self.underlying_stream.flush().await {
+                        debug!("flush after failed task: {fe}");
+                    }
+                    return Err(e);
+                }
+            };
+        }
+        self.flush_gathered().await?;
+        if end {
+            self.finish_inner(trailers.as_deref()).await?;
+        }
+        Ok(end || self.body_writer.finished())
+    }
+
+    async fn flush_gathered(&mut self) -> Result<()> {
+        if self.body_write_buf.is_empty() {
+            return Ok(());
+        }
+        let data = self.body_write_buf.split();
+        let res = self.write_body(&data).await;
+        // reclaim the allocation for the next batch
+        drop(data);
+        self.body_write_buf.clear();
+        res.map(|_| ())
+    }
+}
