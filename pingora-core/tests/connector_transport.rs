@@ -27,6 +27,7 @@ enum After {
 struct Server {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -35,22 +36,32 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (count, done) = (accepted.clone(), closed.clone());
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(conn, after));
+                let done = done.clone();
+                tokio::spawn(async move {
+                    serve(conn, after).await;
+                    done.fetch_add(1, Ordering::SeqCst);
+                });
             }
         });
         Server {
             addr,
             accepted,
+            closed,
             task,
         }
     }
 
     fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
     }
 }
 
@@ -343,4 +354,19 @@ async fn custom_l4_connections_are_reused() {
     assert!(reused);
     ping(&mut s).await;
     assert_eq!(server.accepted(), 1);
+}
+
+#[tokio::test]
+async fn dropping_the_connector_closes_pooled_connections() {
+    let server = Server::start(After::KeepOpen).await;
+    let connector = TransportConnector::new(None);
+    let peer = peer(server.addr);
+    let (a, _) = connector.get_stream(&peer).await.expect("a");
+    let (b, _) = connector.get_stream(&peer).await.expect("b");
+    connector.release_stream(a, peer.reuse_hash(), None);
+    connector.release_stream(b, peer.reuse_hash(), None);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(server.closed(), 0);
+    drop(connector);
+    eventually(|| server.closed() == 2).await;
 }

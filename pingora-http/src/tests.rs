@@ -248,3 +248,32 @@ fn hostile_input_never_panics() {
         }
     }
 }
+
+#[test]
+fn random_mutations_keep_spellings_paired_with_values() {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    const NAMES: [&str; 8] = ["a", "A", "b", "B", "c", "X-Y", "x-y", "Content-Length"];
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    for i in 0..5_000u32 {
+        let name = NAMES[(next() % NAMES.len() as u64) as usize];
+        match next() % 3 {
+            0 => drop(resp.append_header(name, i)),
+            1 => resp.insert_header(name, i).unwrap(),
+            _ => drop(resp.remove_header(name)),
+        }
+        let pairs: Vec<_> = resp.case_header_iter().collect();
+        assert_eq!(pairs.len(), resp.headers.len());
+        for ((case, value), (key, value2)) in pairs.into_iter().zip(resp.headers.iter()) {
+            assert!(case
+                .as_slice()
+                .eq_ignore_ascii_case(key.as_str().as_bytes()));
+            assert_eq!(value, value2);
+        }
+    }
+}

@@ -157,3 +157,37 @@ async fn already_shut_down_does_nothing() {
         .expect("returns at once");
     assert_eq!(probe.checks.load(Ordering::SeqCst), 0);
 }
+
+/// The shape of Pingora's load balancer example: a health-checked
+/// `LoadBalancer` handed to `background_service`, its task shared with the
+/// proxy, and the selected backend turned into an `HttpPeer`.
+#[tokio::test]
+async fn runs_as_a_pingora_service() {
+    use pingora_core::services::background::background_service;
+    use pingora_core::services::Service;
+    use pingora_core::upstreams::peer::HttpPeer;
+    use pingora_load_balancing::prelude::*;
+
+    let probe = Arc::new(Probe::default());
+    let mut upstreams: LoadBalancer<RoundRobin> =
+        LoadBalancer::try_from_iter(["127.0.0.1:9", "127.0.0.1:10"]).expect("literal");
+    let _default_check = TcpHealthCheck::new();
+    upstreams.set_health_check(Box::new(SharedProbe(probe.clone())));
+    upstreams.health_check_frequency = Some(Duration::from_millis(20));
+
+    let mut background = background_service("health check", upstreams);
+    let lb = background.task();
+    let (tx, rx) = watch::channel(false);
+    let service = tokio::spawn(async move { background.start_service(None, rx, 1).await });
+
+    assert!(eventually(|| probe.checks.load(Ordering::SeqCst) >= 4).await);
+    let upstream = lb.select(b"", 256).expect("healthy backends");
+    let peer = HttpPeer::new(upstream.clone(), false, String::new());
+    assert_eq!(peer._address, upstream.addr);
+
+    tx.send(true).expect("service is listening");
+    timeout(Duration::from_secs(2), service)
+        .await
+        .expect("service stops on shutdown")
+        .expect("service task did not panic");
+}

@@ -167,6 +167,22 @@ impl<S> ConnectionPool<S> {
         }
     }
 
+    /// Drop every pooled connection (e.g. when the owner shuts down); their
+    /// watchers stop and the connections close.
+    pub fn clear(&self) {
+        for shard in self.groups.iter() {
+            // Dropping the groups drops their entries and so closes the
+            // connections once the watchers let go of them.
+            let drained: Vec<_> = shard.write().drain().collect();
+            drop(drained);
+        }
+        if let Some(lru) = &self.lru {
+            for notify in lru.drain() {
+                notify.notify_one();
+            }
+        }
+    }
+
     /// Number of groups currently tracked (for tests and introspection).
     pub fn group_count(&self) -> usize {
         self.groups.iter().map(|g| g.read().len()).sum()

@@ -217,6 +217,30 @@ async fn idle_poll_exits_on_eviction() {
     w2.abort();
 }
 
+#[tokio::test]
+async fn clear_closes_everything() {
+    let pool = Arc::new(ConnectionPool::new(4));
+    let (c1, _s1) = tcp_pair().await;
+    let (c2, mut s2) = tcp_pair().await;
+    let w1 = pool_and_watch(&pool, meta(1, 1), c1, None);
+    let w2 = pool_and_watch(&pool, meta(2, 2), c2, None);
+    pool.clear();
+    join(w1).await;
+    join(w2).await;
+    assert!(pool.is_empty());
+    assert_eq!(pool.group_count(), 0);
+    // the upstream side sees the connection closed
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::io::AsyncReadExt::read(&mut s2, &mut buf),
+    )
+    .await
+    .expect("closed in time")
+    .expect("read");
+    assert_eq!(n, 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn idle_timeout_drops_after_deadline() {
     let pool = Arc::new(ConnectionPool::new(4));

@@ -54,6 +54,18 @@ impl<K: Hash + Eq, V> ShardedLru<K, V> {
         self.shard(hash).lock().pop(key)
     }
 
+    /// Drop every entry, returning the values.
+    pub fn drain(&self) -> Vec<V> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            while let Some((_, v)) = shard.pop_lru() {
+                out.push(v);
+            }
+        }
+        out
+    }
+
     /// Total number of entries over all shards.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()

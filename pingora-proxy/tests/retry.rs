@@ -102,10 +102,11 @@ async fn stale_pooled_connection_is_retried_with_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_proxy_error_replays_body() {
     let origin = Origin::start().await;
-    let (mut proxy, log) = TestProxy::new(vec![dropping_origin().await, origin.addr]);
+    let (mut proxy, log) = TestProxy::new(vec![dropping_origin(10_000).await, origin.addr]);
     proxy.retry_proxy_errors = true;
     let addr = start_proxy(proxy).await;
-    let body = pattern(20_000);
+    // Part of it is already read (and buffered) when the first upstream drops.
+    let body = pattern(40_000);
     let r = post_echo(addr, &body).await;
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -124,7 +125,8 @@ async fn retry_after_proxy_error_replays_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_retry_once_body_outgrew_retry_buffer() {
     let origin = Origin::start().await;
-    let (mut proxy, log) = TestProxy::new(vec![dropping_origin().await, origin.addr]);
+    // Fails only after far more than the retry buffer (64 KiB) went through.
+    let (mut proxy, log) = TestProxy::new(vec![dropping_origin(1024 * 1024).await, origin.addr]);
     proxy.retry_proxy_errors = true;
     let addr = start_proxy(proxy).await;
     // Far beyond the session's retry buffer: the body cannot be replayed.

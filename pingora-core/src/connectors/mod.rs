@@ -223,6 +223,14 @@ impl TransportConnector {
     }
 }
 
+impl Drop for TransportConnector {
+    fn drop(&mut self) {
+        // The idle watchers keep the pool alive; close its connections now
+        // rather than when each one times out.
+        self.connection_pool.clear();
+    }
+}
+
 /// Connect to `peer` within its total connection timeout.
 async fn do_connect<P: Peer + Send + Sync>(
     peer: &P,

@@ -237,8 +237,8 @@ pub async fn refused_addr() -> SocketAddr {
     a
 }
 
-/// A server that reads a little of each request and then drops the connection.
-pub async fn dropping_origin() -> SocketAddr {
+/// A server that reads `read_at_least` bytes of each connection and then drops it.
+pub async fn dropping_origin(read_at_least: usize) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -246,8 +246,14 @@ pub async fn dropping_origin() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = l.accept().await {
             use tokio::io::AsyncReadExt;
-            let mut buf = [0u8; 64];
-            let _ = sock.read(&mut buf).await;
+            let mut buf = vec![0u8; 65_536];
+            let mut total = 0;
+            while total < read_at_least {
+                match sock.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
             drop(sock);
         }
     });
