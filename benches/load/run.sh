@@ -52,7 +52,8 @@ cpu_ticks() { # utime + stime of a pid (all threads), in clock ticks
 WORK="$(mktemp -d /tmp/pingora-load.XXXXXX)"
 PIDS=()
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # SIGINT: fast shutdown for both nginx and our server (SIGTERM would wait out the grace period)
+    for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$WORK"
 }

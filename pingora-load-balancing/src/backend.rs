@@ -1,10 +1,11 @@
 //! [`Backend`]: one server that traffic can be sent to.
 
+use crate::selection::weighted::mix64;
+use fnv::FnvHasher;
 use http::Extensions;
 use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_error::{ErrorType, OrErr, Result};
 use std::cmp::Ordering;
-use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 /// A server to proxy or connect to.
@@ -50,10 +51,14 @@ impl Backend {
 
     /// A stable 64-bit digest of this backend's identity (address and
     /// weight), used to key health state and to deduplicate candidates.
+    ///
+    /// Computed on every selection, so it uses FNV-1a (backends come from
+    /// trusted configuration, not from clients, so a keyed hash buys
+    /// nothing) with a final mix that spreads the bits for hash tables.
     pub fn hash_key(&self) -> u64 {
-        let mut hasher = DefaultHasher::new();
+        let mut hasher = FnvHasher::default();
         self.hash(&mut hasher);
-        hasher.finish()
+        mix64(hasher.finish())
     }
 
     /// The backend's address.

@@ -17,6 +17,32 @@
 //!
 //! Connections are kept alive on both sides: the client's for its next request, the upstream's
 //! in the connector's pool.
+//!
+//! ```no_run
+//! use async_trait::async_trait;
+//! use pingora_core::server::configuration::ServerConf;
+//! use pingora_core::upstreams::peer::HttpPeer;
+//! use pingora_error::Result;
+//! use pingora_proxy::{http_proxy_service, ProxyHttp, Session};
+//! use std::sync::Arc;
+//!
+//! struct ToOrigin;
+//!
+//! #[async_trait]
+//! impl ProxyHttp for ToOrigin {
+//!     type CTX = ();
+//!     fn new_ctx(&self) {}
+//!
+//!     async fn upstream_peer(&self, _s: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+//!         Ok(Box::new(HttpPeer::new("127.0.0.1:8080", false, String::new())))
+//!     }
+//! }
+//!
+//! let conf = Arc::new(ServerConf::default());
+//! let mut service = http_proxy_service(&conf, ToOrigin);
+//! service.add_tcp("127.0.0.1:6188");
+//! // then: server.add_service(service); server.run_forever();
+//! ```
 #![warn(missing_docs)]
 
 mod proxy_common;

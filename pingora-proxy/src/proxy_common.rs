@@ -104,25 +104,30 @@ fn response_has_body(method: &Method, status: StatusCode) -> bool {
         || status == StatusCode::NOT_MODIFIED)
 }
 
-/// Make an upstream response fit to be written to the client: hop-by-hop headers go (the
-/// server session writes its own `Connection` header), a chunked body stays chunked, and a body
-/// delimited by the upstream closing its connection is re-framed as chunked for HTTP/1.1
-/// clients so their connection can be kept.
-pub(crate) fn prepare_downstream_response(
-    resp: &mut ResponseHeader,
-    method: &Method,
-    client_version: Version,
-) {
+/// Remove the hop-by-hop headers of an upstream response (the server session writes its own
+/// `Connection` header). Runs before the response filters.
+pub(crate) fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
     for name in connection_options(&resp.headers) {
         resp.remove_header(&name);
     }
     for name in HOP_BY_HOP.iter() {
         resp.remove_header(name);
     }
+}
+
+/// Settle how the (filtered) response body is framed for the client: a transfer-coded body
+/// ends chunked and carries no length, and a body with neither length nor coding (the upstream
+/// delimited it by closing) is re-framed as chunked for HTTP/1.1 clients so their connection
+/// can be kept.
+pub(crate) fn frame_response_for_client(
+    resp: &mut ResponseHeader,
+    method: &Method,
+    client_version: Version,
+) {
     let has_body = response_has_body(method, resp.status);
     if let Some(te) = resp.headers.get(header::TRANSFER_ENCODING) {
         if has_body && !ends_chunked(te) {
-            // Close-delimited body with a transfer coding: keep the coding and frame it chunked.
+            // Keep the codings and frame the result chunked.
             let mut codings = te.as_bytes().to_vec();
             codings.extend_from_slice(b", chunked");
             if let Ok(value) = HeaderValue::from_bytes(&codings) {
@@ -212,8 +217,12 @@ mod tests {
     fn response_reframed() {
         let mut resp = ResponseHeader::build(200, None).expect("valid response");
         resp.insert_header("Connection", "close").expect("header");
-        prepare_downstream_response(&mut resp, &Method::GET, Version::HTTP_11);
+        resp.insert_header("Keep-Alive", "timeout=5")
+            .expect("header");
+        strip_response_hop_by_hop(&mut resp);
         assert!(!resp.headers.contains_key("connection"));
+        assert!(!resp.headers.contains_key("keep-alive"));
+        frame_response_for_client(&mut resp, &Method::GET, Version::HTTP_11);
         assert_eq!(
             resp.headers.get("transfer-encoding").map(|v| v.as_bytes()),
             Some(&b"chunked"[..])
@@ -221,15 +230,33 @@ mod tests {
 
         let mut resp = ResponseHeader::build(200, None).expect("valid response");
         resp.insert_header("Content-Length", "3").expect("header");
-        prepare_downstream_response(&mut resp, &Method::GET, Version::HTTP_11);
+        frame_response_for_client(&mut resp, &Method::GET, Version::HTTP_11);
         assert!(!resp.headers.contains_key("transfer-encoding"));
 
         let mut resp = ResponseHeader::build(204, None).expect("valid response");
-        prepare_downstream_response(&mut resp, &Method::GET, Version::HTTP_11);
+        frame_response_for_client(&mut resp, &Method::GET, Version::HTTP_11);
         assert!(!resp.headers.contains_key("transfer-encoding"));
 
         let mut resp = ResponseHeader::build(200, None).expect("valid response");
-        prepare_downstream_response(&mut resp, &Method::HEAD, Version::HTTP_11);
+        frame_response_for_client(&mut resp, &Method::HEAD, Version::HTTP_11);
         assert!(!resp.headers.contains_key("transfer-encoding"));
+
+        let mut resp = ResponseHeader::build(200, None).expect("valid response");
+        frame_response_for_client(&mut resp, &Method::GET, Version::HTTP_10);
+        assert!(
+            !resp.headers.contains_key("transfer-encoding"),
+            "no chunked for HTTP/1.0"
+        );
+
+        let mut resp = ResponseHeader::build(200, None).expect("valid response");
+        resp.insert_header("Transfer-Encoding", "gzip")
+            .expect("header");
+        resp.insert_header("Content-Length", "9").expect("header");
+        frame_response_for_client(&mut resp, &Method::GET, Version::HTTP_11);
+        assert_eq!(
+            resp.headers.get("transfer-encoding").map(|v| v.as_bytes()),
+            Some(&b"gzip, chunked"[..])
+        );
+        assert!(!resp.headers.contains_key("content-length"));
     }
 }

@@ -19,7 +19,9 @@ use pingora_error::{Error, ErrorType, Result, RetryType};
 use pingora_http::ResponseHeader;
 use tokio::sync::mpsc;
 
-use crate::proxy_common::{prepare_downstream_response, prepare_upstream_request};
+use crate::proxy_common::{
+    frame_response_for_client, prepare_upstream_request, strip_response_hop_by_hop,
+};
 use crate::{HttpProxy, ProxyHttp, Session};
 
 /// How many tasks may wait in each direction between the two halves.
@@ -221,13 +223,14 @@ where
                         .map_err(|e| e.into_down())?;
                     return Ok(false);
                 }
-                prepare_downstream_response(&mut header, &client_req.method, client_req.version);
+                strip_response_hop_by_hop(&mut header);
                 self.inner
                     .upstream_response_filter(session, &mut header, ctx)
                     .await?;
                 self.inner
                     .response_filter(session, &mut header, ctx)
                     .await?;
+                frame_response_for_client(&mut header, &client_req.method, client_req.version);
                 session
                     .write_response_header(header, end)
                     .await

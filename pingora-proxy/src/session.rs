@@ -160,3 +160,88 @@ impl DerefMut for Session {
         &mut self.downstream_session
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn session_reads_request_and_writes_response() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let mut session = Session::new_h1(Box::new(server));
+        client
+            .write_all(
+                b"POST /p?x=1 HTTP/1.1\r\nHost: s.test\r\nX-A: b\r\nContent-Length: 3\r\n\r\nabc",
+            )
+            .await
+            .expect("write request");
+        assert!(session.read_request().await.expect("request read"));
+        assert_eq!(session.req_header().uri.path(), "/p");
+        assert_eq!(
+            session.get_header("x-a").map(|v| v.as_bytes()),
+            Some(&b"b"[..])
+        );
+        assert_eq!(session.get_header_bytes("host"), b"s.test");
+        assert!(!session.is_upgrade_req());
+        session
+            .req_header_mut()
+            .insert_header("X-Added", "1")
+            .expect("header");
+        assert!(session.as_downstream().get_header("x-added").is_some());
+        assert_eq!(
+            session.read_request_body().await.expect("body"),
+            Some(Bytes::from_static(b"abc"))
+        );
+        assert!(session.request_body_replayable());
+        assert!(session.response_written().is_none());
+
+        let mut resp = ResponseHeader::build(201, None).expect("response");
+        resp.insert_header("Content-Length", "2").expect("header");
+        session
+            .write_response_header(Box::new(resp), false)
+            .await
+            .expect("header written");
+        // A `None` piece that does not end the body writes nothing.
+        session
+            .write_response_body(None, false)
+            .await
+            .expect("no-op");
+        session
+            .write_response_body(Some(Bytes::from_static(b"ok")), true)
+            .await
+            .expect("body written");
+        assert_eq!(
+            session.response_written().map(|r| r.status.as_u16()),
+            Some(201)
+        );
+        drop(session);
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.expect("read response");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 201"), "{text}");
+        assert!(text.ends_with("\r\n\r\nok"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn respond_error_writes_status() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let mut session = Session::new_h1(Box::new(server));
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: s.test\r\n\r\n")
+            .await
+            .expect("write request");
+        assert!(session.read_request().await.expect("request read"));
+        session
+            .respond_error_with_body(418, Bytes::from_static(b"teapot"))
+            .await
+            .expect("error response");
+        assert!(!session.is_process_shutting_down());
+        drop(session);
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.expect("read response");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 418"), "{text}");
+        assert!(text.ends_with("teapot"), "{text}");
+    }
+}

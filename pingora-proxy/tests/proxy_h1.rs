@@ -373,3 +373,133 @@ async fn cleanup_closes_idle_keepalive_connections() {
         .expect("task");
     assert_eq!(served, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_heads_get_414_and_431() {
+    let origin = Origin::start().await;
+    let (proxy, log) = TestProxy::new(vec![origin.addr]);
+    let addr = start_proxy(proxy).await;
+
+    let mut c = Client::connect(addr).await;
+    let long_path = format!("/{}", "a".repeat(20_000));
+    c.send_raw(format!("GET {long_path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+        .await;
+    let r = c.read_resp(false).await.expect("an error response");
+    assert_eq!(r.status, 414);
+    assert!(c.closed().await);
+
+    let mut c = Client::connect(addr).await;
+    let mut req = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+    for i in 0..300 {
+        req.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    req.push_str("\r\n");
+    c.send_raw(req.as_bytes()).await;
+    let r = c.read_resp(false).await.expect("an error response");
+    assert_eq!(r.status, 431);
+    assert!(c.closed().await);
+
+    assert_eq!(origin.connections(), 0);
+    assert!(log.lock().expect("log lock").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failing_mid_body_cuts_the_client_off() {
+    use tokio::io::AsyncReadExt;
+    let origin = Origin::start().await;
+    let (proxy, log) = TestProxy::new(vec![origin.addr]);
+    let addr = start_proxy(proxy).await;
+    let mut c = Client::connect(addr).await;
+    c.send_raw(b"GET /truncated HTTP/1.1\r\nHost: client.test\r\n\r\n")
+        .await;
+    let head = tokio::time::timeout(STEP, read_head(&mut c.rd))
+        .await
+        .expect("head in time")
+        .expect("a response head");
+    assert_eq!(head.first.1, "200");
+    assert_eq!(head.get("content-length"), Some("100"));
+    let mut rest = Vec::new();
+    tokio::time::timeout(STEP, c.rd.read_to_end(&mut rest))
+        .await
+        .expect("closed in time")
+        .expect("read");
+    assert!(
+        rest.len() < 100,
+        "no error page is appended to a started response"
+    );
+    assert!(pattern(50).starts_with(&rest));
+    let logged = wait_logged(&log, 1).await;
+    assert_eq!(logged.len(), 1);
+    assert!(logged[0].contains(&"error"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_pool_size_comes_from_server_conf() {
+    let origin = Origin::start().await;
+    let (proxy, _log) = TestProxy::new(vec![origin.addr]);
+    let conf = pingora_core::server::configuration::ServerConf {
+        upstream_keepalive_pool_size: 0,
+        ..Default::default()
+    };
+    let addr = start_proxy_with_conf(proxy, conf).await;
+    let mut c = Client::connect(addr).await;
+    for _ in 0..3 {
+        assert_eq!(c.get("/").await.body, b"hello");
+    }
+    assert_eq!(origin.connections(), 3, "no pooling with a pool of size 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_filters_can_rewrite_the_response() {
+    let origin = Origin::start().await;
+    let (mut proxy, _log) = TestProxy::new(vec![origin.addr]);
+    proxy.uppercase = true;
+    let addr = start_proxy(proxy).await;
+    let mut c = Client::connect(addr).await;
+    for _ in 0..2 {
+        let r = c.get("/").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"HELLO");
+        assert_eq!(r.head.get("content-length"), None);
+        assert_eq!(r.head.get("transfer-encoding"), Some("chunked"));
+    }
+    assert_eq!(origin.connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_clients() {
+    let origin = Origin::start().await;
+    let (proxy, log) = TestProxy::new(vec![origin.addr]);
+    let addr = start_proxy(proxy).await;
+    let mut tasks = Vec::new();
+    for i in 0..32usize {
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(addr).await;
+            let n = 100_000 + i;
+            let r = c.get(&format!("/big/{n}")).await;
+            assert!(r.body == pattern(n));
+            let body = pattern(70_000 + i);
+            c.send_raw(
+                format!(
+                    "POST /echo-info HTTP/1.1\r\nHost: c\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .await;
+            c.send_raw(&body).await;
+            let r = c.read_resp(false).await.expect("response");
+            assert_eq!(
+                String::from_utf8_lossy(&r.body),
+                format!("{} {}", body.len(), fnv(&body))
+            );
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(STEP, t)
+            .await
+            .expect("client done in time")
+            .expect("client task");
+    }
+    assert_eq!(wait_logged(&log, 64).await.len(), 64);
+}

@@ -155,8 +155,11 @@ impl<H: SelectionAlgorithm> BackendIter for WeightedIterator<H> {
             } else {
                 table[(self.seed % table.len() as u64) as usize] as usize
             };
-            self.stride = coprime_stride(self.seed, n);
         } else {
+            if self.step == 1 {
+                // only requests whose first pick was rejected pay for this
+                self.stride = coprime_stride(self.seed, n);
+            }
             self.current = (self.current + self.stride) % n;
         }
         self.step += 1;

@@ -138,7 +138,8 @@ pub struct Seen {
 /// An HTTP/1 origin server on 127.0.0.1 with keep-alive.
 ///
 /// Paths: `/big/N` answers N pattern bytes; `/chunked/N` the same, chunked; `/slow` answers
-/// after 3 s; `/echo-info` answers "len hash"; anything else answers "hello".
+/// after 3 s; `/echo-info` answers "len hash"; `/truncated` breaks off its body; `/close`
+/// closes after answering; `/early` answers before reading the upload; else "hello".
 pub struct Origin {
     pub addr: SocketAddr,
     pub conns: Arc<AtomicUsize>,
@@ -233,6 +234,13 @@ async fn serve_origin_conn(sock: TcpStream, seen: Arc<Mutex<Vec<Seen>>>) {
         } else if path == "/slow" {
             tokio::time::sleep(Duration::from_secs(3)).await;
             b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow".to_vec()
+        } else if path == "/truncated" {
+            // Promises 100 bytes, sends 50, closes.
+            let mut r = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".to_vec();
+            r.extend_from_slice(&pattern(50));
+            let _ = wr.write_all(&r).await;
+            let _ = wr.shutdown().await;
+            return;
         } else if path == "/close" {
             // Keep-alive by the headers, but the connection is closed right after.
             let _ = wr

@@ -32,6 +32,8 @@ pub struct TestProxy {
     pub retry_connect: bool,
     /// Mark failures after connecting retryable.
     pub retry_proxy_errors: bool,
+    /// Rewrite response bodies to upper case (dropping the upstream length).
+    pub uppercase: bool,
 }
 
 impl TestProxy {
@@ -44,6 +46,7 @@ impl TestProxy {
                 log: log.clone(),
                 retry_connect: false,
                 retry_proxy_errors: false,
+                uppercase: false,
             },
             log,
         )
@@ -171,6 +174,9 @@ impl ProxyHttp for TestProxy {
     ) -> Result<()> {
         ctx.phases.push("response_filter");
         resp.insert_header("X-Proxied", "1")?;
+        if self.uppercase {
+            resp.remove_header("Content-Length");
+        }
         Ok(())
     }
 
@@ -190,12 +196,17 @@ impl ProxyHttp for TestProxy {
     fn response_body_filter(
         &self,
         _s: &mut Session,
-        _body: &mut Option<Bytes>,
+        body: &mut Option<Bytes>,
         end: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
         if end {
             ctx.phases.push("response_body_filter(end)");
+        }
+        if self.uppercase {
+            if let Some(b) = body.as_mut() {
+                *b = Bytes::from(b.to_ascii_uppercase());
+            }
         }
         Ok(None)
     }
