@@ -4,6 +4,7 @@ mod server_common;
 
 use async_trait::async_trait;
 use pingora_core::apps::http_app::{HttpServer, ServeHttp};
+use pingora_core::apps::HttpServerOptions;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{Server, ShutdownSignal};
@@ -22,6 +23,9 @@ impl ServeHttp for Echo {
         let path = s.req_header().uri.path().to_string();
         if path == "/panic" {
             panic!("app failure on purpose");
+        }
+        if path == "/slow" {
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let mut body = Vec::new();
         if path != "/skip" {
@@ -139,9 +143,12 @@ fn graceful_shutdown_stops_accepting_and_closes_after_the_request() {
     let addr = free_addr();
     // a long grace period, cut short by a second (fast) request below
     let running = start(conf(true, 30), &addr);
-    let mut idle = connect(&addr);
-    assert_eq!(exchange(&mut idle, "GET /1 HTTP/1.1\r\n\r\n").status, 200);
+    let mut c = connect(&addr);
+    assert_eq!(exchange(&mut c, "GET /1 HTTP/1.1\r\n\r\n").status, 200);
 
+    // shut down while a request is being served
+    c.write_all(b"GET /slow HTTP/1.1\r\n\r\n").expect("write");
+    std::thread::sleep(Duration::from_millis(100));
     running.send(ShutdownSignal::GracefulTerminate);
     // new connections are refused once the accept loop has stopped
     let start = std::time::Instant::now();
@@ -149,11 +156,12 @@ fn graceful_shutdown_stops_accepting_and_closes_after_the_request() {
         assert!(start.elapsed() < WAIT, "still accepting");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // the open connection gets its request answered, then is closed
-    let r = exchange(&mut idle, "GET /2 HTTP/1.1\r\n\r\n");
+    // the request in flight is answered, then the connection is closed
+    let r = read_response(&mut c);
     assert_eq!(r.status, 200);
-    assert_eq!(r.body, b"GET /2 ");
-    assert!(is_closed(&mut idle));
+    assert_eq!(r.body, b"GET /slow ");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(is_closed(&mut c));
 
     running.send(ShutdownSignal::FastShutdown);
     let took = running.wait_exit(WAIT);
@@ -188,4 +196,30 @@ fn curl_client_if_installed() {
     running.send(ShutdownSignal::GracefulTerminate);
     running.wait_exit(WAIT);
     let _ = std::io::stderr().flush();
+}
+
+#[test]
+fn h2c_preface_is_refused_until_http2_exists() {
+    let addr = free_addr();
+    let mut server = Server::new_with_opt_and_conf(None, conf(true, 0));
+    server.bootstrap();
+    let mut app = HttpServer::new_app(Echo);
+    let mut options = HttpServerOptions::default();
+    options.h2c = true;
+    app.server_options = Some(options);
+    let mut service = Service::new("h2c".into(), app);
+    service.add_tcp(&addr);
+    server.add_service(service);
+    let running = Running::start(server);
+
+    let mut c = connect(&addr);
+    c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .expect("write");
+    assert!(is_closed(&mut c));
+    // HTTP/1 is still served on an h2c-enabled service
+    let mut c = connect(&addr);
+    let r = exchange(&mut c, "GET /h1 HTTP/1.1\r\n\r\n");
+    assert_eq!(r.body, b"GET /h1 ");
+    running.send(ShutdownSignal::FastShutdown);
+    running.wait_exit(WAIT);
 }

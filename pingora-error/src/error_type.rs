@@ -34,6 +34,21 @@ pub enum RetryType {
     ReusedOnly,
 }
 
+impl RetryType {
+    /// Settle a [`RetryType::ReusedOnly`] decision now that it is known
+    /// whether the connection had been reused.
+    pub fn decide_reuse(&mut self, reused: bool) {
+        if matches!(self, RetryType::ReusedOnly) {
+            *self = RetryType::Decided(reused);
+        }
+    }
+
+    /// Whether to retry; an unsettled [`RetryType::ReusedOnly`] answers `false`.
+    pub fn retry(&self) -> bool {
+        matches!(self, RetryType::Decided(true))
+    }
+}
+
 impl From<bool> for RetryType {
     fn from(b: bool) -> Self {
         RetryType::Decided(b)

@@ -243,6 +243,21 @@ impl Error {
         self
     }
 
+    /// Blame the upstream, in place.
+    pub fn as_up(&mut self) {
+        self.esource = ErrorSource::Upstream;
+    }
+
+    /// Blame the downstream client, in place.
+    pub fn as_down(&mut self) {
+        self.esource = ErrorSource::Downstream;
+    }
+
+    /// Blame ourselves, in place.
+    pub fn as_in(&mut self) {
+        self.esource = ErrorSource::Internal;
+    }
+
     /// `Err(self)`.
     pub fn into_err<T>(self: BError) -> Result<T> {
         Err(self)
@@ -373,6 +388,19 @@ mod tests {
         assert!(!e.retry());
         assert!(e.retry_if_reused(true));
         assert!(!e.retry_if_reused(false));
+    }
+
+    #[test]
+    fn decide_reuse_settles_reused_only() {
+        let mut r = RetryType::ReusedOnly;
+        r.decide_reuse(true);
+        assert_eq!(r, RetryType::Decided(true));
+        let mut r = RetryType::ReusedOnly;
+        r.decide_reuse(false);
+        assert!(!r.retry());
+        let mut r = RetryType::Decided(true);
+        r.decide_reuse(false);
+        assert!(r.retry());
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! [`Backend`]: one server that traffic can be sent to.
 
-use crate::selection::weighted::mix64;
-use fnv::FnvHasher;
+use crate::hashing::KeyHasher;
 use http::Extensions;
 use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_error::{ErrorType, OrErr, Result};
@@ -52,13 +51,13 @@ impl Backend {
     /// A stable 64-bit digest of this backend's identity (address and
     /// weight), used to key health state and to deduplicate candidates.
     ///
-    /// Computed on every selection, so it uses FNV-1a (backends come from
-    /// trusted configuration, not from clients, so a keyed hash buys
-    /// nothing) with a final mix that spreads the bits for hash tables.
+    /// Computed on every selection, so it uses a word-at-a-time hash rather
+    /// than SipHash: backends come from trusted configuration, not from
+    /// clients, so a keyed hash would buy nothing.
     pub fn hash_key(&self) -> u64 {
-        let mut hasher = FnvHasher::default();
+        let mut hasher = KeyHasher::default();
         self.hash(&mut hasher);
-        mix64(hasher.finish())
+        hasher.finish()
     }
 
     /// The backend's address.
@@ -206,6 +205,32 @@ mod tests {
         let c = Backend::new_with_weight("10.0.0.1:80", 2).expect("valid");
         assert_ne!(a, c);
         assert_ne!(a.hash_key(), c.hash_key());
+    }
+
+    #[test]
+    fn hash_keys_are_distinct() {
+        let mut keys = std::collections::HashSet::new();
+        for a in 0..20 {
+            for port in [80, 443, 8080] {
+                for weight in [1, 2] {
+                    let addr = format!("10.0.{a}.1:{port}");
+                    keys.insert(
+                        Backend::new_with_weight(&addr, weight)
+                            .expect("valid")
+                            .hash_key(),
+                    );
+                    let addr = format!("[fd00::{a}:1]:{port}");
+                    keys.insert(
+                        Backend::new_with_weight(&addr, weight)
+                            .expect("valid")
+                            .hash_key(),
+                    );
+                }
+            }
+            let path = format!("unix:/run/app{a}.sock");
+            keys.insert(Backend::new(&path).expect("valid").hash_key());
+        }
+        assert_eq!(keys.len(), 20 * 3 * 2 * 2 + 20);
     }
 
     #[test]

@@ -38,6 +38,7 @@ mod backend;
 mod backends;
 mod background;
 pub mod discovery;
+mod hashing;
 mod health;
 pub mod health_check;
 mod load_balancer;

@@ -162,6 +162,10 @@ where
             return None;
         }
     };
+    if *shutdown.borrow() {
+        // shutdown began while the app worked: tell the client to go away
+        http.set_keepalive(None);
+    }
     // leave the connection positioned at the next request
     let mut reusable = true;
     if let Err(e) = http.drain_request_body().await {
@@ -195,6 +199,44 @@ where
         Err(e) => {
             error!("cannot finish the response: {e}");
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(status: u16, headers: &[(&str, &str)]) -> http::response::Parts {
+        let mut b = Response::builder().status(status);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("valid").into_parts().0
+    }
+
+    #[test]
+    fn unframed_body_gets_content_length() {
+        let h = response_header(parts(200, &[]), 5).expect("header");
+        assert_eq!(h.headers.get("content-length").expect("set"), "5");
+        let h = response_header(parts(404, &[]), 0).expect("header");
+        assert_eq!(h.headers.get("content-length").expect("set"), "0");
+    }
+
+    #[test]
+    fn app_framing_is_kept() {
+        let h = response_header(parts(200, &[("content-length", "3")]), 3).expect("header");
+        assert_eq!(h.headers.get_all("content-length").iter().count(), 1);
+        let h =
+            response_header(parts(200, &[("transfer-encoding", "chunked")]), 3).expect("header");
+        assert!(h.headers.get("content-length").is_none());
+    }
+
+    #[test]
+    fn bodiless_statuses_get_no_length() {
+        for status in [101, 204, 304] {
+            let h = response_header(parts(status, &[]), 0).expect("header");
+            assert!(h.headers.get("content-length").is_none(), "{status}");
         }
     }
 }

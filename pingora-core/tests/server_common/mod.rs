@@ -166,8 +166,12 @@ pub fn exchange(s: &mut std::net::TcpStream, req: &str) -> Resp {
     read_response(s)
 }
 
-/// Whether the peer closed the connection (EOF within the read timeout).
+/// Whether the peer closed the connection within the read timeout: EOF, or
+/// a reset when it closed with our bytes still unread.
 pub fn is_closed(s: &mut impl Read) -> bool {
     let mut buf = [0u8; 1];
-    matches!(s.read(&mut buf), Ok(0))
+    match s.read(&mut buf) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
 }

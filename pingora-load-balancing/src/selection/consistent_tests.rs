@@ -1,4 +1,5 @@
 use super::*;
+use crate::hashing::mix64;
 use std::collections::HashMap;
 
 fn set(n: usize) -> BTreeSet<Backend> {
@@ -129,4 +130,21 @@ fn config_and_edge_cases() {
     let unix = BTreeSet::from([Backend::new("unix:/tmp/a.sock").expect("valid")]);
     let ring = Arc::new(KetamaHashing::build(&unix));
     assert!(ring.iter(b"k").next().is_some());
+}
+
+#[test]
+fn bucketed_lookup_matches_binary_search() {
+    for n in [1, 3, 10, 100] {
+        let ring = KetamaHashing::build(&set(n));
+        let probes = (0..2000u64)
+            .map(mix64)
+            .chain([0, 1, u64::MAX, u64::MAX - 1])
+            .chain(ring.ring.iter().map(|&(p, _)| p));
+        for point in probes {
+            let expected = ring.ring.partition_point(|&(p, _)| p < point);
+            assert_eq!(ring.locate(point), expected, "n={n} point={point}");
+        }
+    }
+    let empty = KetamaHashing::build(&BTreeSet::new());
+    assert_eq!(empty.locate(12345), 0);
 }

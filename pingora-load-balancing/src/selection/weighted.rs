@@ -6,6 +6,7 @@
 //! interleaves heavy and light backends instead of sending bursts.
 
 use super::{BackendIter, BackendSelection, SelectionAlgorithm};
+use crate::hashing::mix64;
 use crate::Backend;
 use fnv::FnvHasher;
 use std::collections::BTreeSet;
@@ -47,15 +48,6 @@ pub(crate) fn scale_to_cap(counts: &mut [u64], cap: u64) {
             *c = ((*c as u128 * cap as u128 / total) as u64).max(1);
         }
     }
-}
-
-/// SplitMix64 finaliser: spreads the bits of `x` so that nearby inputs give
-/// unrelated outputs.
-pub(crate) fn mix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 /// Weighted selection driven by the algorithm `H` (FNV hashing by default;

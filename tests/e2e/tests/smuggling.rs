@@ -76,10 +76,7 @@ fn oversized_headers_get_431() {
 
 #[test]
 fn long_uri_gets_414() {
-    let request = format!(
-        "GET /{} HTTP/1.1\r\nHost: a\r\n\r\n",
-        "u".repeat(16 * 1024)
-    );
+    let request = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "u".repeat(16 * 1024));
     assert_refused(request.as_bytes(), 414);
 }
 
