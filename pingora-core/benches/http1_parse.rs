@@ -48,7 +48,9 @@ fn parse(c: &mut Criterion) {
                 resp.insert_header("Content-Type", "text/javascript")
                     .expect("header");
                 resp.insert_header("Content-Length", "0").expect("header");
-                s.write_response_header(Box::new(resp)).await.expect("write");
+                s.write_response_header(Box::new(resp))
+                    .await
+                    .expect("write");
                 s.finish_body().await.expect("finish");
                 s
             },

@@ -16,10 +16,6 @@ use tokio_test::io::Mock;
 
 macro_rules! in_memory_io {
     ($($ty:ty => [$($gen:tt)*]),* $(,)?) => {$(
-        #[async_trait]
-        impl<$($gen)*> Shutdown for $ty {
-            async fn shutdown(&mut self) -> () {}
-        }
         impl<$($gen)*> UniqueID for $ty {
             fn id(&self) -> UniqueIDType {
                 0
@@ -45,4 +41,26 @@ macro_rules! in_memory_io {
     )*};
 }
 
-in_memory_io!(Mock => [], DuplexStream => [], Cursor<T> => [T: Send]);
+// close the write side so the peer sees EOF, like a socket
+#[async_trait]
+impl Shutdown for DuplexStream {
+    async fn shutdown(&mut self) -> () {
+        let _ = tokio::io::AsyncWriteExt::shutdown(self).await;
+    }
+}
+
+#[async_trait]
+impl Shutdown for Mock {
+    async fn shutdown(&mut self) -> () {}
+}
+
+#[async_trait]
+impl<T: Send> Shutdown for Cursor<T> {
+    async fn shutdown(&mut self) -> () {}
+}
+
+in_memory_io!(
+    Mock => [],
+    DuplexStream => [],
+    Cursor<T> => [T],
+);

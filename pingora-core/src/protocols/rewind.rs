@@ -7,8 +7,8 @@
 
 use super::raw_connect::ProxyDigest;
 use super::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
-    Stream, TimingDigest, UniqueID, UniqueIDType, ALPN,
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
 use async_trait::async_trait;
 use bytes::{Buf, Bytes, BytesMut};

@@ -121,6 +121,11 @@ impl Proxy {
     /// Spawn `bin` with `UPSTREAMS` set to the given origin ports and `LISTEN` to a free port,
     /// then wait until it accepts TCP connections.
     pub fn start(bin: &str, upstream_ports: &[u16]) -> Proxy {
+        Self::start_with_env(bin, upstream_ports, &[])
+    }
+
+    /// [`Proxy::start`] with extra environment variables for the program.
+    pub fn start_with_env(bin: &str, upstream_ports: &[u16], env: &[(&str, &str)]) -> Proxy {
         let upstreams: Vec<String> = upstream_ports
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
@@ -133,6 +138,7 @@ impl Proxy {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or("warn".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

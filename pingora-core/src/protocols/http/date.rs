@@ -63,9 +63,18 @@ mod tests {
     #[test]
     fn known_dates() {
         assert_eq!(format_http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(format_http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(format_http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
-        assert_eq!(format_http_date(1_700_000_000), "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_eq!(
+            format_http_date(784_111_777),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        assert_eq!(
+            format_http_date(951_782_400),
+            "Tue, 29 Feb 2000 00:00:00 GMT"
+        );
+        assert_eq!(
+            format_http_date(1_700_000_000),
+            "Tue, 14 Nov 2023 22:13:20 GMT"
+        );
     }
 
     #[test]

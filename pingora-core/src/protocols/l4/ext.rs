@@ -68,10 +68,7 @@ fn connect_error(e: std::io::Error, what: String) -> Box<Error> {
 /// Open a TCP connection to `addr`, optionally from the local address
 /// `bind_to`. Failures carry ConnectRefused / ConnectNoRoute / ConnectError /
 /// BindError so callers can decide about retries.
-pub async fn connect(
-    addr: &InetSocketAddr,
-    bind_to: Option<&InetSocketAddr>,
-) -> Result<TcpStream> {
+pub async fn connect(addr: &InetSocketAddr, bind_to: Option<&InetSocketAddr>) -> Result<TcpStream> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {

@@ -73,7 +73,9 @@ fn from_storage(storage: &SockaddrStorage) -> Option<SocketAddr> {
     }
     let unix = storage.as_unix_addr()?;
     if let Some(path) = unix.path() {
-        return UnixSocketAddr::from_pathname(path).ok().map(SocketAddr::Unix);
+        return UnixSocketAddr::from_pathname(path)
+            .ok()
+            .map(SocketAddr::Unix);
     }
     #[cfg(target_os = "linux")]
     if let Some(name) = unix.as_abstract() {

@@ -102,12 +102,23 @@ impl HttpSession {
         head::write_request_head(&req, &mut buf).map_err(|e| e.into_in())?;
         let stream = &mut self.underlying_stream;
         let send = async {
-            stream.write_all(&buf).await.or_err(WriteError, "writing request header")?;
-            stream.flush().await.or_err(WriteError, "flushing request header")
+            stream
+                .write_all(&buf)
+                .await
+                .or_err(WriteError, "writing request header")?;
+            stream
+                .flush()
+                .await
+                .or_err(WriteError, "flushing request header")
         };
-        with_timeout(self.write_timeout, WriteTimedout, "writing request header", send)
-            .await
-            .map_err(|e| e.into_up())?;
+        with_timeout(
+            self.write_timeout,
+            WriteTimedout,
+            "writing request header",
+            send,
+        )
+        .await
+        .map_err(|e| e.into_up())?;
         self.request_written = Some(req);
         Ok(buf.len())
     }
@@ -134,12 +145,20 @@ impl HttpSession {
         let writer = &mut self.body_writer;
         let finish = async {
             let res = writer.finish(stream, b"").await?;
-            stream.flush().await.or_err(WriteError, "flushing request body")?;
+            stream
+                .flush()
+                .await
+                .or_err(WriteError, "flushing request body")?;
             Ok(res)
         };
-        with_timeout(self.write_timeout, WriteTimedout, "finishing request body", finish)
-            .await
-            .map_err(|e| e.into_up())
+        with_timeout(
+            self.write_timeout,
+            WriteTimedout,
+            "finishing request body",
+            finish,
+        )
+        .await
+        .map_err(|e| e.into_up())
     }
 
     /// Read the next response head; returns its size in bytes.
@@ -414,7 +433,11 @@ impl HttpSession {
     /// Give up HTTP and take the connection.
     pub fn into_inner(mut self) -> Stream {
         let rest = self.body_reader.take_leftover();
-        let rest = if rest.is_empty() { self.buf.split() } else { rest };
+        let rest = if rest.is_empty() {
+            self.buf.split()
+        } else {
+            rest
+        };
         crate::protocols::Rewind::wrap(self.underlying_stream, rest.freeze())
     }
 

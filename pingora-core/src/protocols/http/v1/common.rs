@@ -82,10 +82,11 @@ pub fn is_upgrade_resp(resp: &ResponseHeader) -> bool {
 /// Whether the request sends `Expect: 100-continue` (HTTP/1.1 only).
 pub fn is_expect_continue_req(req: &RequestHeader) -> bool {
     req.version == Version::HTTP_11
-        && req
-            .headers
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"100-continue"))
+        && req.headers.get(header::EXPECT).is_some_and(|v| {
+            v.as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"100-continue")
+        })
 }
 
 /// The `Content-Length` of a message: `Ok(None)` when absent, an error when
@@ -110,7 +111,11 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    Some(
+        digits
+            .iter()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')),
+    )
 }
 
 /// How the transfer codings of a message end.
@@ -200,7 +205,10 @@ mod tests {
     fn keepalive_rules() {
         assert!(is_keepalive(Version::HTTP_11, &map(&[])));
         assert!(!is_keepalive(Version::HTTP_10, &map(&[])));
-        assert!(is_keepalive(Version::HTTP_10, &map(&[("connection", "Keep-Alive")])));
+        assert!(is_keepalive(
+            Version::HTTP_10,
+            &map(&[("connection", "Keep-Alive")])
+        ));
         let m = map(&[("connection", "keep-alive, Close")]);
         assert!(!is_keepalive(Version::HTTP_11, &m));
         assert!(header_has_token(&m, header::CONNECTION, b"close"));
@@ -209,10 +217,22 @@ mod tests {
     #[test]
     fn content_length_rules() {
         assert_eq!(content_length(&map(&[])), Ok(None));
-        assert_eq!(content_length(&map(&[("content-length", "42")])), Ok(Some(42)));
+        assert_eq!(
+            content_length(&map(&[("content-length", "42")])),
+            Ok(Some(42))
+        );
         let dup = map(&[("content-length", "5"), ("content-length", "5, 5")]);
         assert_eq!(content_length(&dup), Ok(Some(5)));
-        for bad in ["5, 6", "-1", "+5", "0x10", "", " ", "1 2", "9999999999999999999"] {
+        for bad in [
+            "5, 6",
+            "-1",
+            "+5",
+            "0x10",
+            "",
+            " ",
+            "1 2",
+            "9999999999999999999",
+        ] {
             let m = map(&[("content-length", bad)]);
             assert!(content_length(&m).is_err(), "{bad:?} accepted");
         }
@@ -224,10 +244,22 @@ mod tests {
     fn transfer_coding_rules() {
         use TransferCoding::*;
         assert_eq!(transfer_coding(&map(&[])), Absent);
-        assert_eq!(transfer_coding(&map(&[("transfer-encoding", "Chunked")])), ChunkedOnly);
-        let gz = map(&[("transfer-encoding", "gzip"), ("transfer-encoding", "chunked")]);
+        assert_eq!(
+            transfer_coding(&map(&[("transfer-encoding", "Chunked")])),
+            ChunkedOnly
+        );
+        let gz = map(&[
+            ("transfer-encoding", "gzip"),
+            ("transfer-encoding", "chunked"),
+        ]);
         assert_eq!(transfer_coding(&gz), ChunkedFinal);
-        for bad in ["chunked, gzip", "chunked, chunked", "identity", "xchunked", ""] {
+        for bad in [
+            "chunked, gzip",
+            "chunked, chunked",
+            "identity",
+            "xchunked",
+            "",
+        ] {
             let m = map(&[("transfer-encoding", bad)]);
             assert_eq!(transfer_coding(&m), Other, "{bad:?}");
         }

@@ -29,8 +29,10 @@ struct FieldRef {
     value: (usize, usize),
 }
 
+/// Where `part` (a slice httparse returned, always inside `base`) starts.
 fn offset_of(base: &[u8], part: &[u8]) -> (usize, usize) {
-    (part.as_ptr() as usize - base.as_ptr() as usize, part.len())
+    let start = (part.as_ptr() as usize).saturating_sub(base.as_ptr() as usize);
+    (start.min(base.len()), part.len())
 }
 
 fn has_bare_lf(head: &[u8]) -> bool {
@@ -88,9 +90,11 @@ pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>>
         Ok(httparse::Status::Partial) => return check_partial(buf, true).map(|_| None),
         Err(e) => return map_httparse_error(e).map(|_| None),
         Ok(httparse::Status::Complete(len)) => {
+            let (Some(m), Some(p)) = (req.method, req.path) else {
+                return fail(400, "incomplete request line");
+            };
             let n = collect_fields(buf, req.headers, &mut refs);
-            let path = offset_of(buf, req.path.unwrap_or("").as_bytes());
-            let method = offset_of(buf, req.method.unwrap_or("").as_bytes());
+            let (path, method) = (offset_of(buf, p.as_bytes()), offset_of(buf, m.as_bytes()));
             (len, n, method, path, req.version.unwrap_or(1))
         }
     };
@@ -98,7 +102,10 @@ pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>>
         return fail(431, format!("header larger than {MAX_HEADER_SIZE} bytes"));
     }
     if path.1 > MAX_URI_LEN {
-        return fail(414, format!("request target longer than {MAX_URI_LEN} bytes"));
+        return fail(
+            414,
+            format!("request target longer than {MAX_URI_LEN} bytes"),
+        );
     }
     if has_bare_lf(&buf[..len]) {
         return fail(400, "bare LF in request head");
@@ -143,7 +150,13 @@ pub(super) fn parse_response(buf: &mut BytesMut) -> Result<Parsed<ResponseHeader
         Ok(httparse::Status::Complete(len)) => {
             let n = collect_fields(buf, resp.headers, &mut refs);
             let reason = resp.reason.map(|r| offset_of(buf, r.as_bytes()));
-            (len, n, resp.code.unwrap_or(0), reason, resp.version.unwrap_or(1))
+            (
+                len,
+                n,
+                resp.code.unwrap_or(0),
+                reason,
+                resp.version.unwrap_or(1),
+            )
         }
     };
     if len > MAX_HEADER_SIZE {

@@ -177,8 +177,8 @@ impl HttpSession {
 
     /// Check the framing of a parsed request and set up body reading.
     fn accept_request(&mut self, req: Box<RequestHeader>, raw: Bytes) -> Result<()> {
-        let cl = content_length(&req.headers)
-            .map_err(|msg| Error::explain(InvalidHTTPHeader, msg))?;
+        let cl =
+            content_length(&req.headers).map_err(|msg| Error::explain(InvalidHTTPHeader, msg))?;
         let te = transfer_coding(&req.headers);
         if te != TransferCoding::Absent {
             if req.version == Version::HTTP_10 {
@@ -389,8 +389,9 @@ impl HttpSession {
                 } else {
                     "before the response body was complete"
                 };
-                return Err(Error::explain(ConnectionClosed, format!("client closed {when}"))
-                    .into_down());
+                return Err(
+                    Error::explain(ConnectionClosed, format!("client closed {when}")).into_down(),
+                );
             }
             if self.body_reader.leftover_len() > MAX_HEADER_SIZE {
                 // stop buffering the next request; just wait
@@ -441,7 +442,10 @@ impl HttpSession {
         }
     }
 
-    fn set_keepalive(&mut self, seconds: Option<u64>) {
+    /// Set reuse unconditionally (unlike [`Self::set_server_keepalive`], a
+    /// client's `Connection: close` is not consulted): `None` closes,
+    /// `Some(0)` keeps without idle limit, `Some(s)` keeps for `s` seconds.
+    pub fn set_keepalive(&mut self, seconds: Option<u64>) {
         self.keepalive = match seconds {
             None => KeepaliveStatus::Off,
             Some(0) => KeepaliveStatus::Infinite,

@@ -3,7 +3,6 @@
 //! timeouts are in `server_security_tests.rs`.
 
 use super::*;
-use crate::protocols::http::v1::client::HttpSession as ClientSession;
 use crate::protocols::http::HttpTask;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio_test::io::Builder;
@@ -22,7 +21,8 @@ pub(super) async fn read_all(mut client: DuplexStream) -> String {
 
 fn ok_response(len: usize) -> Box<ResponseHeader> {
     let mut resp = ResponseHeader::build(200, None).unwrap();
-    resp.insert_header("Content-Length", len.to_string()).unwrap();
+    resp.insert_header("Content-Length", len.to_string())
+        .unwrap();
     Box::new(resp)
 }
 
@@ -62,7 +62,14 @@ async fn close_mid_header_is_error() {
 #[tokio::test]
 async fn header_split_across_reads() {
     let mut b = Builder::new();
-    for piece in [&b"GE"[..], b"T / HT", b"TP/1.1\r", b"\nHost: a\r\n", b"\r", b"\n"] {
+    for piece in [
+        &b"GE"[..],
+        b"T / HT",
+        b"TP/1.1\r",
+        b"\nHost: a\r\n",
+        b"\r",
+        b"\n",
+    ] {
         b.read(piece);
     }
     let mut s = HttpSession::new(Box::new(b.build()));
@@ -167,7 +174,10 @@ async fn http10_response_is_close_delimited() {
     assert!(s.reuse().await.unwrap().is_none());
     let out = read_all(c).await;
     assert!(out.contains("Connection: close\r\n"), "{out}");
-    assert!(!out.to_ascii_lowercase().contains("transfer-encoding"), "{out}");
+    assert!(
+        !out.to_ascii_lowercase().contains("transfer-encoding"),
+        "{out}"
+    );
     assert!(out.ends_with("\r\n\r\nraw body"), "{out}");
 }
 
@@ -193,7 +203,9 @@ async fn http10_keepalive_honoured() {
 async fn connection_close_request_disables_reuse() {
     let (mut s, c) = session_pair();
     let mut c = c;
-    c.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await.unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     s.read_request().await.unwrap();
     s.set_server_keepalive(Some(60));
     assert!(!s.will_keepalive());
@@ -242,7 +254,10 @@ async fn second_final_header_ignored_and_info_allowed() {
     s.set_server_keepalive(None);
     assert!(s.reuse().await.unwrap().is_none());
     let out = read_all(c).await;
-    assert!(out.starts_with("HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(
+        out.starts_with("HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\n"),
+        "{out}"
+    );
     assert_eq!(out.matches("HTTP/1.1 200").count(), 1);
 }
 
@@ -259,7 +274,9 @@ async fn echo_path_server(stream: Stream, max: usize) -> usize {
             break;
         }
         let path = s.req_header().uri.path().to_string();
-        s.write_response_header(ok_response(path.len())).await.unwrap();
+        s.write_response_header(ok_response(path.len()))
+            .await
+            .unwrap();
         s.write_body(path.as_bytes()).await.unwrap();
         s.finish_body().await.unwrap();
         served += 1;
@@ -274,16 +291,16 @@ async fn pipelined_requests_answered_in_order() {
     let requests = b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz\
 GET /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nq\r\n0\r\n\r\nGET /d HTTP/1.1\r\n\r\n";
     c.write_all(requests).await.unwrap();
-    let server = tokio::spawn(echo_path_server(Box::new(server), 4));
-    let mut client: Stream = Box::new(c);
+    let served = echo_path_server(Box::new(server), 4).await;
+    assert_eq!(served, 4);
+    let out = read_all(c).await;
+    let mut last = 0;
     for path in ["/a", "/b", "/c", "/d"] {
-        let mut cs = ClientSession::new(client);
-        cs.read_response().await.unwrap();
-        assert_eq!(cs.read_body_bytes().await.unwrap().unwrap(), path);
-        assert!(cs.read_body_bytes().await.unwrap().is_none());
-        client = cs.reuse().await.expect("keepalive");
+        let at = out.find(&format!("\r\n\r\n{path}")).expect(path);
+        assert!(at > last, "{path} out of order: {out}");
+        last = at;
     }
-    assert_eq!(server.await.unwrap(), 4);
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 4);
 }
 
 #[tokio::test]
@@ -331,7 +348,10 @@ async fn upgrade_switches_to_raw_bytes() {
     let mut buf = vec![0u8; 1024];
     let n = c.read(&mut buf).await.unwrap();
     let out = String::from_utf8_lossy(&buf[..n]);
-    assert!(out.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{out}");
+    assert!(
+        out.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{out}"
+    );
     assert!(out.contains("Connection: Upgrade"), "{out}");
     assert!(!s.will_keepalive());
 }
@@ -344,7 +364,10 @@ async fn respond_error_closes() {
     s.respond_error(503).await.unwrap();
     assert!(s.reuse().await.unwrap().is_none());
     let out = read_all(c).await;
-    assert!(out.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{out}");
+    assert!(
+        out.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{out}"
+    );
     assert!(out.contains("Connection: close\r\n") && out.contains("Content-Length: 0\r\n"));
 }
 
@@ -368,7 +391,10 @@ async fn duplex_vec_gathers_body() {
     let mut buf = vec![0u8; 1024];
     let n = c.read(&mut buf).await.unwrap();
     let out = String::from_utf8_lossy(&buf[..n]);
-    assert!(out.ends_with("\r\n\r\n2\r\nab\r\n0\r\nx-t: 1\r\n\r\n"), "{out}");
+    assert!(
+        out.ends_with("\r\n\r\n2\r\nab\r\n0\r\nx-t: 1\r\n\r\n"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -397,5 +423,40 @@ async fn real_tcp_socket() {
     assert!(s.reuse().await.unwrap().is_none());
     let (local, out) = client.await.unwrap();
     assert_eq!(peer, local);
-    assert!(out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with("\r\n\r\n/tcp"), "{out}");
+    assert!(
+        out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with("\r\n\r\n/tcp"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn tcp_keepalive_between_client_and_server_sessions() {
+    use crate::protocols::http::v1::client::HttpSession as ClientSession;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let stream: crate::protocols::l4::stream::Stream = tcp.into();
+        echo_path_server(Box::new(stream), 3).await
+    });
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let l4: crate::protocols::l4::stream::Stream = tcp.into();
+    let mut conn: Stream = Box::new(l4);
+    let id = conn.id();
+    for path in ["/one", "/two", "/three"] {
+        let mut c = ClientSession::new(conn);
+        let req = RequestHeader::build("POST", path.as_bytes(), None).unwrap();
+        let mut req = Box::new(req);
+        req.insert_header("Transfer-Encoding", "chunked").unwrap();
+        c.write_request_header(req).await.unwrap();
+        c.write_body(b"payload").await.unwrap();
+        c.finish_body().await.unwrap();
+        c.read_response().await.unwrap();
+        assert_eq!(c.read_body_bytes().await.unwrap().unwrap(), path);
+        assert!(c.read_body_bytes().await.unwrap().is_none());
+        assert_eq!(c.server_addr().unwrap().as_inet(), Some(&addr));
+        conn = c.reuse().await.expect("connection reusable");
+        assert_eq!(conn.id(), id);
+    }
+    assert_eq!(server.await.unwrap(), 3);
 }

@@ -93,7 +93,9 @@ impl ChunkDecoder {
                     if buf.is_empty() {
                         return Ok(Decoded::NeedMore);
                     }
-                    let n = usize::try_from(remaining).unwrap_or(usize::MAX).min(buf.len());
+                    let n = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(buf.len());
                     let data = buf.split_to(n).freeze();
                     let left = remaining - n as u64;
                     self.state = if left == 0 {

@@ -283,7 +283,10 @@ mod tests {
         let mut s = Builder::new().read(b"5\r\nhelloX\r\n").build();
         let mut r = BodyReader::new();
         r.init_chunked(BytesMut::new());
-        assert_eq!(read_all(&mut r, &mut s).await.unwrap_err().etype(), &H1Error);
+        assert_eq!(
+            read_all(&mut r, &mut s).await.unwrap_err().etype(),
+            &H1Error
+        );
 
         let mut s = Builder::new().read(b"5\r\nhel").build();
         let mut r = BodyReader::new();

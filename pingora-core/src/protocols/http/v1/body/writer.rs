@@ -154,7 +154,10 @@ impl BodyWriter {
             WriteMode::ContentLength { total, written } => {
                 let room = usize::try_from(total - written).unwrap_or(usize::MAX);
                 if data.len() > room {
-                    warn!("dropping {} body bytes beyond Content-Length", data.len() - room);
+                    warn!(
+                        "dropping {} body bytes beyond Content-Length",
+                        data.len() - room
+                    );
                 }
                 let n = data.len().min(room);
                 write_all_vectored(stream, &mut [IoSlice::new(head), IoSlice::new(&data[..n])])
@@ -189,7 +192,10 @@ impl BodyWriter {
             }
         };
         if !head.is_empty() {
-            stream.write_all(head).await.or_err(WriteError, "writing head")?;
+            stream
+                .write_all(head)
+                .await
+                .or_err(WriteError, "writing head")?;
         }
         Ok(accepted)
     }
@@ -277,7 +283,10 @@ mod tests {
             .build();
         let mut w = BodyWriter::new();
         w.init_chunked();
-        assert_eq!(w.write_body(&mut s, b"HEAD\r\n", b"hello").await.unwrap(), Some(5));
+        assert_eq!(
+            w.write_body(&mut s, b"HEAD\r\n", b"hello").await.unwrap(),
+            Some(5)
+        );
         assert_eq!(w.write_body(&mut s, b"", b"").await.unwrap(), Some(0));
         assert!(!w.finished());
         w.finish(&mut s, b"").await.unwrap();

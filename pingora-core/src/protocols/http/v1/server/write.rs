@@ -102,7 +102,10 @@ impl HttpSession {
                 .await
                 .or_err(WriteError, "writing response header")?;
             if flush {
-                stream.flush().await.or_err(WriteError, "flushing response")?;
+                stream
+                    .flush()
+                    .await
+                    .or_err(WriteError, "flushing response")?;
             }
             Ok(())
         };
@@ -116,7 +119,8 @@ impl HttpSession {
 
     /// Send the response head. Informational (1xx) heads may precede the
     /// final one; anything after the final head is ignored with a warning.
-    /// `Date` is added if missing and `Connection` set to match keep-alive.
+    /// `Date` is added if missing and `Connection` is set to the session's
+    /// keep-alive decision (use [`Self::set_server_keepalive`] to close).
     /// Without `Content-Length`, bodies are chunked for HTTP/1.1 clients and
     /// delimited by closing the connection for HTTP/1.0 ones. A head with a
     /// `Content-Length` body is held back to share a write with the body.
@@ -138,22 +142,18 @@ impl HttpSession {
             return self.send_now(true).await;
         }
         self.init_body_writer(&mut resp)?;
-        if header_has_token(&resp.headers, header::CONNECTION, b"close") {
-            self.keepalive = KeepaliveStatus::Off;
-        }
         if status != 101 {
             if !resp.headers.contains_key(header::DATE) {
                 resp.insert_header(header::DATE, date::get_cached_date())?;
             }
-            let http10 = self
-                .request_header
-                .as_ref()
-                .is_some_and(|r| r.version == Version::HTTP_10);
-            if !self.will_keepalive() {
-                resp.insert_header(header::CONNECTION, "close")?;
-            } else if http10 {
-                resp.insert_header(header::CONNECTION, "keep-alive")?;
-            }
+            // the session decides reuse (see set_server_keepalive); whatever
+            // Connection value the app or an upstream put there is replaced
+            let value = if self.will_keepalive() {
+                "keep-alive"
+            } else {
+                "close"
+            };
+            resp.insert_header(header::CONNECTION, value)?;
         }
         self.pending_head.clear();
         head::write_response_head(&resp, &mut self.pending_head);
@@ -185,7 +185,8 @@ impl HttpSession {
         }
         self.continue_sent = true;
         self.pending_head.clear();
-        self.pending_head.put_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        self.pending_head
+            .put_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         self.send_now(true).await
     }
 

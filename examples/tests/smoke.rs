@@ -1,0 +1,104 @@
+//! Each example, run as its own process against a Python origin, does what its header says.
+
+use pingora_e2e::{free_port, get, Body, Conn, Origin, Proxy};
+use std::path::PathBuf;
+
+/// `cargo test` builds the examples into `target/<profile>/examples/` before running tests.
+fn example(name: &str) -> String {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/smoke-<hash> -> target/<profile>/examples/<name>
+    let dir: PathBuf = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("examples");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} not built", path.display());
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn load_balancer_alternates_and_rewrites_host() {
+    let a = Origin::start("A");
+    let b = Origin::start("B");
+    let lb = Proxy::start_with_env(
+        &example("load_balancer"),
+        &[a.port, b.port],
+        &[("UPSTREAM_HOST", "backend.test")],
+    );
+    let names: Vec<Vec<u8>> = (0..4).map(|_| get(lb.port, "/").body).collect();
+    assert_eq!(
+        names,
+        vec![b"A".to_vec(), b"B".to_vec(), b"A".to_vec(), b"B".to_vec()]
+    );
+    let echo = get(lb.port, "/echo");
+    assert_eq!(echo.header("x-seen-host"), Some("backend.test"));
+}
+
+#[test]
+fn gateway_denies_tags_and_counts() {
+    let origin = Origin::start("A");
+    let metrics_port = free_port().to_string();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let gw = Proxy::start_with_env(
+        &example("gateway"),
+        &[origin.port],
+        &[("API_KEY", "k1"), ("METRICS_LISTEN", metrics_addr.as_str())],
+    );
+    assert_eq!(get(gw.port, "/").status, 403);
+    let ok = Conn::connect(gw.port)
+        .request("GET", "/", &[("X-Api-Key", "k1")], Body::Empty)
+        .expect("request");
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.header("server"), Some("pingora-gateway"));
+    let metrics = get(metrics_port.parse().expect("port"), "/metrics");
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains(r#"gateway_requests_total{status="403"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"gateway_requests_total{status="200"} 1"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn ctx_numbers_requests_and_routes_beta() {
+    let a = Origin::start("A");
+    let b = Origin::start("B");
+    let proxy = Proxy::start(&example("ctx"), &[a.port, b.port]);
+    let first = get(proxy.port, "/");
+    let beta = Conn::connect(proxy.port)
+        .request("GET", "/", &[("beta", "1")], Body::Empty)
+        .expect("request");
+    assert_eq!(first.body, b"A");
+    assert_eq!(beta.body, b"B");
+    assert_eq!(first.header("x-request-number"), Some("1"));
+    assert_eq!(beta.header("x-request-number"), Some("2"));
+    assert_eq!(beta.header("x-beta"), Some("1"));
+}
+
+#[test]
+fn modify_response_turns_json_into_yaml() {
+    let origin = Origin::start("A");
+    let proxy = Proxy::start(&example("modify_response"), &[origin.port]);
+    let resp = get(proxy.port, "/json");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-type"), Some("application/yaml"));
+    assert!(resp.header("content-length").is_none());
+    assert_eq!(String::from_utf8_lossy(&resp.body), "ok: true\norigin: A\n");
+    // non-JSON passes through untouched
+    assert_eq!(get(proxy.port, "/").body, b"A");
+}
+
+#[test]
+fn echo_returns_the_request_body() {
+    let server = Proxy::start(&example("echo"), &[]);
+    let body = vec![b'x'; 100_000];
+    let resp = Conn::connect(server.port)
+        .request("POST", "/", &[], Body::Fixed(&body))
+        .expect("request");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, body);
+}
