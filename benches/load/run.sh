@@ -52,8 +52,10 @@ cpu_ticks() { # utime + stime of a pid (all threads), in clock ticks
 WORK="$(mktemp -d /tmp/pingora-load.XXXXXX)"
 PIDS=()
 cleanup() {
-    # SIGINT: fast shutdown for both nginx and our server (SIGTERM would wait out the grace period)
-    for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+    # nginx: SIGTERM is its fast shutdown. Ours: SIGKILL, as SIGTERM would wait out the grace
+    # period and background jobs of a script ignore SIGINT.
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    [ -n "${OURS_PID:-}" ] && kill -KILL "$OURS_PID" 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$WORK"
 }

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,9 +15,29 @@ use std::time::{Duration, Instant};
 pub const WAIT: Duration = Duration::from_secs(20);
 
 /// A free TCP port on 127.0.0.1, found by binding port 0 and releasing it.
+///
+/// Never hands out the same port twice in one test process, so parallel tests cannot be given
+/// the same port before either has bound it.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
+/// Whether something other than ourselves listens on the port (a connect to a free port in the
+/// ephemeral range can, rarely, connect the socket to itself).
+fn listening(port: u16) -> bool {
+    match TcpStream::connect(("127.0.0.1", port)) {
+        Ok(s) => s.local_addr().ok() != s.peer_addr().ok(),
+        Err(_) => false,
+    }
 }
 
 /// A child process that is killed (and reaped) when the guard is dropped.
@@ -149,7 +169,7 @@ impl Proxy {
             child: ChildGuard::new(child),
         };
         let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !listening(port) {
             if let Some(child) = proxy.child.0.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     panic!("{bin} exited early: {status}");
@@ -157,6 +177,13 @@ impl Proxy {
             }
             assert!(Instant::now() < deadline, "{bin} did not listen in time");
             thread::sleep(Duration::from_millis(50));
+        }
+        // a program that failed to bind (port taken meanwhile) exits or stays without listener
+        thread::sleep(Duration::from_millis(100));
+        if let Some(child) = proxy.child.0.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{bin} exited right after start: {status}");
+            }
         }
         proxy
     }
@@ -219,7 +246,19 @@ pub struct Conn {
 impl Conn {
     /// Connect to 127.0.0.1:`port`.
     pub fn connect(port: u16) -> Conn {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        // a refused connect is retried briefly: a server that just started may still be
+        // setting up its listener
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let stream = loop {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(stream) => break stream,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    assert!(Instant::now() < deadline, "connect to {port}: {e}");
+                    thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("connect to {port}: {e}"),
+            }
+        };
         stream.set_read_timeout(Some(WAIT)).expect("timeout");
         stream.set_nodelay(true).expect("nodelay");
         Conn {
