@@ -223,3 +223,30 @@ fn h2c_preface_is_refused_until_http2_exists() {
     running.send(ShutdownSignal::FastShutdown);
     running.wait_exit(WAIT);
 }
+
+#[test]
+fn keepalive_request_limit_closes_after_the_last_allowed_request() {
+    let addr = free_addr();
+    let mut server = Server::new_with_opt_and_conf(None, conf(true, 0));
+    server.bootstrap();
+    let mut app = HttpServer::new_app(Echo);
+    let mut options = HttpServerOptions::default();
+    // the first request and one reuse
+    options.keepalive_request_limit = Some(1);
+    app.server_options = Some(options);
+    let mut service = Service::new("limited".into(), app);
+    service.add_tcp(&addr);
+    server.add_service(service);
+    let running = Running::start(server);
+
+    let mut c = connect(&addr);
+    let r = exchange(&mut c, "GET /1 HTTP/1.1\r\n\r\n");
+    assert_eq!(r.header("connection"), Some("keep-alive"));
+    // the persisted settings carry the remaining count to the next request
+    let r = exchange(&mut c, "GET /2 HTTP/1.1\r\n\r\n");
+    assert_eq!(r.body, b"GET /2 ");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(is_closed(&mut c));
+    running.send(ShutdownSignal::FastShutdown);
+    running.wait_exit(WAIT);
+}

@@ -115,18 +115,10 @@ impl PartialOrd for Backend {
 
 impl Ord for Backend {
     fn cmp(&self, other: &Self) -> Ordering {
-        cmp_addr(&self.addr, &other.addr).then_with(|| self.weight.cmp(&other.weight))
-    }
-}
-
-/// A total order on addresses: IP addresses (by IP, then port) before Unix
-/// sockets (by path; unnamed sockets first).
-fn cmp_addr(a: &SocketAddr, b: &SocketAddr) -> Ordering {
-    match (a, b) {
-        (SocketAddr::Inet(a), SocketAddr::Inet(b)) => a.cmp(b),
-        (SocketAddr::Inet(_), SocketAddr::Unix(_)) => Ordering::Less,
-        (SocketAddr::Unix(_), SocketAddr::Inet(_)) => Ordering::Greater,
-        (SocketAddr::Unix(a), SocketAddr::Unix(b)) => a.as_pathname().cmp(&b.as_pathname()),
+        // addresses order IPs (by IP, then port) before Unix socket paths
+        self.addr
+            .cmp(&other.addr)
+            .then_with(|| self.weight.cmp(&other.weight))
     }
 }
 

@@ -4,8 +4,8 @@
 use http::{header, StatusCode};
 use log::{debug, error, warn};
 use once_cell::sync::Lazy;
+use pingora_core::apps::{HttpPersistentSettings, ReusedHttpStream};
 use pingora_core::protocols::http::client::HttpSession as ClientSession;
-use pingora_core::protocols::Stream;
 use pingora_core::upstreams::peer::Peer;
 use pingora_error::{Error, ErrorSource};
 use pingora_http::ResponseHeader;
@@ -36,7 +36,7 @@ where
         self: &Arc<Self>,
         mut session: Session,
         mut ctx: SV::CTX,
-    ) -> Option<Stream> {
+    ) -> Option<ReusedHttpStream> {
         if let Err(e) = self
             .inner
             .early_request_filter(&mut session, &mut ctx)
@@ -183,7 +183,7 @@ where
         ctx: &mut SV::CTX,
         e: Box<Error>,
         context: &str,
-    ) -> Option<Stream> {
+    ) -> Option<ReusedHttpStream> {
         let res = self.inner.fail_to_proxy(&mut session, &e, ctx).await;
         if !self.inner.suppress_error_log(&session, ctx, &e) {
             error!(
@@ -204,7 +204,7 @@ where
         ctx: &mut SV::CTX,
         reuse: bool,
         error: Option<Box<Error>>,
-    ) -> Option<Stream> {
+    ) -> Option<ReusedHttpStream> {
         self.inner
             .logging(&mut session, error.as_deref(), ctx)
             .await;
@@ -214,10 +214,14 @@ where
                     debug!("closing client connection after error: {e}");
                 }
             }
+            // shut down (lingering while the client may still be sending) rather than
+            // drop: a reset could destroy the response the client has not read yet
+            session.downstream_session.shutdown().await;
             return None;
         }
+        let settings = HttpPersistentSettings::for_session(&session.downstream_session);
         match session.downstream_session.finish().await {
-            Ok(stream) => stream,
+            Ok(stream) => stream.map(|s| ReusedHttpStream::new(s, Some(settings))),
             Err(e) => {
                 debug!("client connection not reusable: {e}");
                 None

@@ -14,6 +14,7 @@ use http::{Method, StatusCode, Version};
 use log::debug;
 use pingora_core::protocols::http::v1::client::HttpSession as HttpSessionV1;
 use pingora_core::protocols::http::HttpTask;
+use pingora_core::protocols::UniqueID;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result, RetryType};
 use pingora_http::ResponseHeader;
@@ -66,8 +67,7 @@ where
         peer: &HttpPeer,
         ctx: &mut SV::CTX,
     ) -> (bool, bool, Option<Box<Error>>) {
-        // The connection's file descriptor (what `UniqueID` gives for L4 streams).
-        let fd = client.stream().id();
+        let fd = client.id();
         if let Err(e) = self
             .inner
             .connected_to_upstream(session, reused, peer, fd, Some(client.digest()), ctx)

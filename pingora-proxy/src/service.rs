@@ -3,10 +3,9 @@
 
 use async_trait::async_trait;
 use log::debug;
-use pingora_core::apps::{HttpServerApp, HttpServerOptions};
+use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora_core::connectors::{http::Connector, ConnectorOptions};
 use pingora_core::protocols::http::ServerSession as HttpSession;
-use pingora_core::protocols::Stream;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::listening::Service;
@@ -106,7 +105,7 @@ where
         self: &Arc<Self>,
         session: HttpSession,
         shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
+    ) -> Option<ReusedHttpStream> {
         let downstream = self.read_downstream_request(Box::new(session)).await?;
         let mut session = Session::new(downstream, self.shutdown_flag.clone());
         if *shutdown.borrow() {

@@ -333,7 +333,8 @@ async fn http10_client_and_head_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_closes_idle_keepalive_connections() {
-    use pingora_core::apps::{HttpServerApp, ServerApp};
+    use pingora_core::apps::HttpServerApp;
+    use pingora_core::protocols::http::ServerSession;
     use pingora_core::protocols::l4::stream::Stream as L4Stream;
     use std::sync::Arc;
 
@@ -349,11 +350,17 @@ async fn cleanup_closes_idle_keepalive_connections() {
     let server = tokio::spawn(async move {
         let (sock, _) = listener.accept().await.expect("accept");
         let (_tx, rx) = tokio::sync::watch::channel(false);
-        let mut stream: pingora_core::protocols::Stream = Box::new(L4Stream::from(sock));
+        // a custom accept loop, driving the HTTP app the way Pingora 0.8 does
+        let stream: pingora_core::protocols::Stream = Box::new(L4Stream::from(sock));
+        let mut session = ServerSession::new_http1(stream);
         let mut served_requests = 0;
-        while let Some(next) = served.process_new(stream, &rx).await {
+        while let Some(reused) = served.process_new_http(session, &rx).await {
             served_requests += 1;
-            stream = next;
+            let (stream, settings) = reused.consume();
+            session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
         }
         served_requests
     });

@@ -25,9 +25,8 @@ use pingora_http::ResponseHeader;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use crate::apps::{HttpServerApp, HttpServerOptions};
+use crate::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use crate::protocols::http::ServerSession;
-use crate::protocols::Stream;
 use crate::server::ShutdownWatch;
 
 /// Seconds an idle keep-alive connection is kept open between requests.
@@ -54,7 +53,7 @@ where
         self: &Arc<Self>,
         http: ServerSession,
         shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
+    ) -> Option<ReusedHttpStream> {
         serve(self.as_ref(), http, shutdown).await
     }
 }
@@ -90,7 +89,7 @@ where
         self: &Arc<Self>,
         http: ServerSession,
         shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
+    ) -> Option<ReusedHttpStream> {
         serve(&self.app, http, shutdown).await
     }
 
@@ -124,7 +123,11 @@ fn response_header(parts: http::response::Parts, body_len: usize) -> Option<Resp
 }
 
 /// One request/response exchange; returns the connection when reusable.
-async fn serve<SV>(app: &SV, mut http: ServerSession, shutdown: &ShutdownWatch) -> Option<Stream>
+async fn serve<SV>(
+    app: &SV,
+    mut http: ServerSession,
+    shutdown: &ShutdownWatch,
+) -> Option<ReusedHttpStream>
 where
     SV: ServeHttp + Send + Sync + ?Sized,
 {
@@ -147,8 +150,11 @@ where
     }
     trace!("{:?}", http.req_header());
     // during shutdown, answer the request in hand and then close
-    let keepalive = (!*shutdown.borrow()).then_some(KEEPALIVE_TIMEOUT_SECS);
-    http.set_keepalive(keepalive);
+    if *shutdown.borrow() {
+        http.set_keepalive(None);
+    } else if http.get_keepalive().is_none() {
+        http.set_keepalive(Some(KEEPALIVE_TIMEOUT_SECS));
+    }
 
     let response = match AssertUnwindSafe(app.response(&mut http))
         .catch_unwind()
@@ -159,6 +165,8 @@ where
             error!("the HTTP app panicked: {}", http.request_summary());
             http.set_keepalive(None);
             let _ = http.respond_error(500).await;
+            // closes (lingering if the request body was left unread)
+            let _ = http.finish().await;
             return None;
         }
     };
@@ -193,8 +201,9 @@ where
             return None;
         }
     }
+    let settings = HttpPersistentSettings::for_session(&http);
     match http.finish().await {
-        Ok(stream) if reusable => stream,
+        Ok(stream) if reusable => stream.map(|s| ReusedHttpStream::new(s, Some(settings))),
         Ok(_) => None,
         Err(e) => {
             error!("cannot finish the response: {e}");

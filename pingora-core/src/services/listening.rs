@@ -19,6 +19,11 @@ use crate::services::Service as ServiceTrait;
 /// How long the accept loop pauses when the process is out of file
 /// descriptors: accept() would fail again at once and spin.
 const EMFILE_BACKOFF: Duration = Duration::from_millis(500);
+/// The first pause after a failed accept; it doubles while accept keeps
+/// failing, up to [`MAX_ACCEPT_BACKOFF`].
+const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
+/// The longest pause between failing accepts.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// A service that listens on endpoints and runs `A` on each connection.
 pub struct Service<A> {
@@ -108,6 +113,7 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
 
     /// The accept loop of one endpoint; returns once shutdown starts.
     async fn run_endpoint(app_logic: Arc<A>, stack: TransportStack, mut shutdown: ShutdownWatch) {
+        let mut backoff = Duration::ZERO;
         loop {
             if *shutdown.borrow_and_update() {
                 break;
@@ -126,6 +132,7 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
             };
             match accepted {
                 Ok(io) => {
+                    backoff = Duration::ZERO;
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
                     current_handle().spawn(async move {
@@ -137,9 +144,22 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                 }
                 Err(e) => {
                     error!("{e}");
-                    if out_of_fds(&e) {
-                        // let other tasks close connections before trying again
-                        tokio::time::sleep(EMFILE_BACKOFF).await;
+                    // A failing accept usually fails again at once (no fds
+                    // left, or the runtime whose reactor owns the listener is
+                    // stopping). Never spin: on a current-thread runtime a
+                    // loop that does not yield starves every other task,
+                    // including the one that stops the runtime.
+                    backoff = if out_of_fds(&e) {
+                        // let other tasks close connections first
+                        EMFILE_BACKOFF
+                    } else {
+                        (backoff * 2).clamp(MIN_ACCEPT_BACKOFF, MAX_ACCEPT_BACKOFF)
+                    };
+                    tokio::select! {
+                        biased;
+                        // re-checked at the top of the loop
+                        _ = shutdown.changed() => {}
+                        _ = tokio::time::sleep(backoff) => {}
                     }
                 }
             }

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -12,10 +13,48 @@ use tokio::sync::{mpsc as tmpsc, Mutex};
 /// Upper bound of any single wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// The lowest port the kernel hands out for `bind(0)` and outgoing
+/// connections.
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+}
+
 /// A loopback address with a port that was free a moment ago.
+///
+/// The port is taken below the ephemeral range, so no outgoing connection
+/// (of any process) can be holding it when the server binds it, nor can a
+/// test client connect to itself on it; a per-process sequence keeps the
+/// tests of one binary apart. See [`port_is_free`] for the probe.
 pub fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("probe bind");
-    l.local_addr().expect("addr").to_string()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    let span = u32::from(ephemeral_low()).saturating_sub(LOW).max(1_000);
+    let seed = std::process::id().wrapping_mul(7_919);
+    for _ in 0..span {
+        let port = LOW + seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(port).expect("below 65536");
+        if port_is_free(port) {
+            return format!("127.0.0.1:{port}");
+        }
+    }
+    panic!("no free port below the ephemeral range");
+}
+
+/// Whether `port` can be bound on loopback. The probe binds without
+/// listening: a listening probe could outlive its close in a child process
+/// forked meanwhile by a parallel test (until that child execs), and a
+/// client connecting then would reach that dying listener instead of the
+/// server, and be reset. A bound socket that never listened refuses such
+/// connections and does not keep the server (`SO_REUSEADDR`) from binding.
+fn port_is_free(port: u16) -> bool {
+    let Ok(sock) = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None) else {
+        return false;
+    };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    sock.set_reuse_address(true).is_ok() && sock.bind(&addr.into()).is_ok()
 }
 
 /// Shutdown requests sent by the test instead of Unix signals.
@@ -87,6 +126,12 @@ pub fn connect(addr: &str) -> std::net::TcpStream {
     let start = Instant::now();
     loop {
         match std::net::TcpStream::connect(addr) {
+            // connected to itself (TCP simultaneous open) while the server
+            // is not listening yet: that is not the server
+            Ok(s) if s.local_addr().ok() == s.peer_addr().ok() => {
+                drop(s);
+                std::thread::sleep(Duration::from_millis(20));
+            }
             Ok(s) => {
                 s.set_read_timeout(Some(WAIT)).expect("timeout");
                 return s;

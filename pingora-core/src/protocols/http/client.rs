@@ -1,7 +1,7 @@
 //! The protocol-independent client session used to talk to upstreams.
 
 use super::v1::client::HttpSession as Http1Session;
-use crate::protocols::{Digest, SocketAddr, Stream};
+use crate::protocols::{Digest, SocketAddr, Stream, UniqueID, UniqueIDType};
 use bytes::Bytes;
 use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -138,6 +138,16 @@ impl HttpSession {
     pub fn stream(&self) -> Option<&Stream> {
         match self {
             Self::H1(h1) => Some(h1.stream()),
+        }
+    }
+}
+
+/// The id of the underlying connection (e.g. to tell pooled connections
+/// apart in logs and callbacks).
+impl UniqueID for HttpSession {
+    fn id(&self) -> UniqueIDType {
+        match self {
+            Self::H1(h1) => h1.id(),
         }
     }
 }

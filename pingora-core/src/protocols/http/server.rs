@@ -144,6 +144,29 @@ impl Session {
         }
     }
 
+    /// The keep-alive setting: `None` closes after this exchange, `Some(0)`
+    /// keeps the connection without idle limit, `Some(s)` for `s` seconds.
+    pub fn get_keepalive(&self) -> Option<u64> {
+        match self {
+            Session::H1(s) => s.get_keepalive_timeout(),
+        }
+    }
+
+    /// Limit how many more requests the connection may serve after this one
+    /// (`Some(0)`: close after this one; `None`: no limit).
+    pub fn set_keepalive_reuses_remaining(&mut self, remaining: Option<u32>) {
+        match self {
+            Session::H1(s) => s.set_keepalive_reuses_remaining(remaining),
+        }
+    }
+
+    /// How many more requests the connection may serve after this one.
+    pub fn get_keepalive_reuses_remaining(&self) -> Option<u32> {
+        match self {
+            Session::H1(s) => s.get_keepalive_reuses_remaining(),
+        }
+    }
+
     /// Limit reads from the client.
     pub fn set_read_timeout(&mut self, timeout: Duration) {
         match self {

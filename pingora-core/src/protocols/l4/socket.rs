@@ -113,6 +113,26 @@ impl PartialEq for SocketAddr {
 
 impl Eq for SocketAddr {}
 
+impl PartialOrd for SocketAddr {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Internet addresses sort before Unix socket addresses; Unix addresses sort
+/// by path (unnamed first), consistent with `Eq`.
+impl Ord for SocketAddr {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        match (self, other) {
+            (SocketAddr::Inet(a), SocketAddr::Inet(b)) => a.cmp(b),
+            (SocketAddr::Inet(_), SocketAddr::Unix(_)) => Ordering::Less,
+            (SocketAddr::Unix(_), SocketAddr::Inet(_)) => Ordering::Greater,
+            (SocketAddr::Unix(a), SocketAddr::Unix(b)) => a.as_pathname().cmp(&b.as_pathname()),
+        }
+    }
+}
+
 impl Hash for SocketAddr {
     fn hash<H: Hasher>(&self, state: &mut H) {
         match self {
@@ -179,6 +199,11 @@ mod tests {
         assert!(u.as_unix().is_some());
         assert_eq!(u, "/tmp/x.sock".parse::<SocketAddr>().unwrap());
         assert_ne!(a, u);
+        let b: SocketAddr = "127.0.0.1:8081".parse().unwrap();
+        let v: SocketAddr = "unix:/tmp/a.sock".parse().unwrap();
+        let mut all = vec![u.clone(), b.clone(), v.clone(), a.clone()];
+        all.sort();
+        assert_eq!(all, vec![a, b, v, u]);
         assert!("nonsense".parse::<SocketAddr>().is_err());
         let mut b: SocketAddr = "[::1]:1".parse().unwrap();
         b.set_port(2);

@@ -42,9 +42,42 @@ impl ServerApp for LineEcho {
     }
 }
 
+/// A loopback address that was free a moment ago, below the ephemeral port
+/// range so that no outgoing connection can be holding it (or connect to
+/// itself on it) when the service binds it.
 fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("probe bind");
-    l.local_addr().expect("addr").to_string()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    let low_ephemeral: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let span = low_ephemeral.saturating_sub(LOW).max(1_000);
+    // a different region than the integration tests' sequence
+    let seed = std::process::id().wrapping_mul(104_729);
+    for _ in 0..span {
+        let port = LOW + seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(port).expect("below 65536");
+        if port_is_free(port) {
+            return format!("127.0.0.1:{port}");
+        }
+    }
+    panic!("no free port below the ephemeral range");
+}
+
+/// Whether `port` can be bound on loopback. The probe binds without
+/// listening: a listening probe could outlive its close in a child process
+/// forked meanwhile by a parallel test (until that child execs), and a
+/// client connecting then would reach that dying listener instead of the
+/// server, and be reset. A bound socket that never listened refuses such
+/// connections and does not keep the server (`SO_REUSEADDR`) from binding.
+fn port_is_free(port: u16) -> bool {
+    let Ok(sock) = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None) else {
+        return false;
+    };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    sock.set_reuse_address(true).is_ok() && sock.bind(&addr.into()).is_ok()
 }
 
 async fn connect(addr: &str) -> tokio::net::TcpStream {

@@ -10,7 +10,7 @@ use super::body::{BodyReader, BodyWriter};
 use super::common::*;
 use super::head;
 use crate::protocols::http::HttpTask;
-use crate::protocols::{Digest, SocketAddr, Stream};
+use crate::protocols::{Digest, SocketAddr, Stream, UniqueID, UniqueIDType};
 use bytes::{Bytes, BytesMut};
 use http::header::{self, AsHeaderName};
 use http::{HeaderValue, Method, StatusCode};
@@ -458,6 +458,13 @@ impl HttpSession {
             self.shutdown().await;
             None
         }
+    }
+}
+
+/// The id of the underlying connection.
+impl UniqueID for HttpSession {
+    fn id(&self) -> UniqueIDType {
+        self.underlying_stream.id()
     }
 }
 

@@ -8,13 +8,13 @@
 //! parsed is answered (400 / 414 / 431) and the connection closed by the
 //! session itself before the error is returned.
 
+mod close;
 mod write;
 
 use super::body::BodyReader;
 use super::common::*;
 use super::head;
 use crate::protocols::http::body_buffer::FixedBuffer;
-use crate::protocols::http::error_resp;
 use crate::protocols::{Digest, Rewind, SocketAddr, Stream};
 use bytes::{Bytes, BytesMut};
 use http::header::{self, AsHeaderName};
@@ -25,9 +25,6 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
-
-/// How long writing an automatic error response may take.
-const ERROR_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The HTTP/1.x server side of one request/response exchange.
 pub struct HttpSession {
@@ -54,6 +51,10 @@ pub struct HttpSession {
     upgraded: bool,
     continue_sent: bool,
     ignore_info_resp: bool,
+    /// Set once the connection was shut down (see `close.rs`).
+    closed: bool,
+    /// How many more times the connection may be reused (`None`: no limit).
+    keepalive_reuses_remaining: Option<u32>,
     digest: Box<Digest>,
 }
 
@@ -88,6 +89,8 @@ impl HttpSession {
             upgraded: false,
             continue_sent: false,
             ignore_info_resp: false,
+            closed: false,
+            keepalive_reuses_remaining: None,
             digest,
         }
     }
@@ -214,29 +217,6 @@ impl HttpSession {
             self.keepalive = KeepaliveStatus::Infinite;
         }
         Ok(())
-    }
-
-    /// Answer an unusable request with `code` and close the connection.
-    async fn reject(&mut self, code: u16) {
-        self.keepalive = KeepaliveStatus::Off;
-        if self.response_written.is_some() {
-            return;
-        }
-        let mut resp = error_resp::gen_error_response(code);
-        let _ = resp.insert_header(header::CONNECTION, "close");
-        let mut buf = BytesMut::new();
-        head::write_response_head(&resp, &mut buf);
-        let stream = &mut self.underlying_stream;
-        let send = async {
-            stream.write_all(&buf).await?;
-            stream.flush().await
-        };
-        if let Err(e) = tokio::time::timeout(ERROR_WRITE_TIMEOUT, send).await {
-            debug!("failed to send {code} response: {e}");
-        }
-        self.body_writer.init_content_length(0);
-        self.response_written = Some(Box::new(resp));
-        crate::protocols::Shutdown::shutdown(self.underlying_stream.as_mut()).await;
     }
 
     /// The request head.
@@ -472,7 +452,28 @@ impl HttpSession {
 
     /// Whether the connection will be offered for reuse.
     pub fn will_keepalive(&self) -> bool {
-        self.keepalive != KeepaliveStatus::Off
+        self.keepalive != KeepaliveStatus::Off && self.keepalive_reuses_remaining != Some(0)
+    }
+
+    /// The keep-alive setting in [`Self::set_keepalive`] terms: `None` off,
+    /// `Some(0)` without idle limit, `Some(s)` for `s` seconds.
+    pub fn get_keepalive_timeout(&self) -> Option<u64> {
+        match self.keepalive {
+            KeepaliveStatus::Off => None,
+            KeepaliveStatus::Infinite => Some(0),
+            KeepaliveStatus::Timeout(d) => Some(d.as_secs()),
+        }
+    }
+
+    /// Limit how many more requests the connection may serve after this one
+    /// (`Some(0)`: close after this one; `None`: no limit).
+    pub fn set_keepalive_reuses_remaining(&mut self, remaining: Option<u32>) {
+        self.keepalive_reuses_remaining = remaining;
+    }
+
+    /// How many more requests the connection may serve after this one.
+    pub fn get_keepalive_reuses_remaining(&self) -> Option<u32> {
+        self.keepalive_reuses_remaining
     }
 
     /// Limit each read (header: in total after the first byte; body: each read).
@@ -524,9 +525,12 @@ impl HttpSession {
         self.digest.socket_digest.as_ref()?.local_addr()
     }
 
-    /// Close the connection now.
+    /// Close the connection now: shut its write side down and, when the
+    /// client may still be sending (unread body, pipelined requests), read
+    /// and discard its bytes for a bounded time first so that the response
+    /// already sent is not destroyed by a reset (see `close.rs`).
     pub async fn shutdown(&mut self) {
-        crate::protocols::Shutdown::shutdown(self.underlying_stream.as_mut()).await;
+        self.close().await;
     }
 
     /// The connection.
@@ -555,17 +559,17 @@ impl HttpSession {
                 .or_err(WriteError, "writing response header")
                 .map_err(|e| e.into_down())?;
         }
-        let reusable = self.keepalive != KeepaliveStatus::Off
+        let reusable = self.will_keepalive()
             && !self.upgraded
             && self.response_written.is_some()
             && self.body_writer.is_complete();
         if !reusable {
             debug!("closing connection after {}", self.request_summary());
-            self.shutdown().await;
+            self.close().await;
             return Ok(None);
         }
         if let Err(e) = self.drain_request_body().await {
-            self.shutdown().await;
+            self.close().await;
             return Err(e);
         }
         if let Err(e) = self.underlying_stream.flush().await {

@@ -445,6 +445,7 @@ async fn tcp_keepalive_between_client_and_server_sessions() {
     let id = conn.id();
     for path in ["/one", "/two", "/three"] {
         let mut c = ClientSession::new(conn);
+        assert_eq!(crate::protocols::UniqueID::id(&c), id);
         let req = RequestHeader::build("POST", path.as_bytes(), None).unwrap();
         let mut req = Box::new(req);
         req.insert_header("Transfer-Encoding", "chunked").unwrap();
