@@ -77,10 +77,11 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut ()) {
+        // the status as a label without formatting a String per request
         let status = session
             .response_written()
-            .map_or(0, |resp| resp.status.as_u16());
-        REQUESTS.with_label_values(&[&status.to_string()]).inc();
+            .map_or("0", |resp| resp.status.as_str());
+        REQUESTS.with_label_values(&[status]).inc();
         match e {
             Some(e) => info!(
                 "{} -> {status}, error: {e}",

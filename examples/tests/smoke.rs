@@ -47,18 +47,28 @@ fn gateway_denies_tags_and_counts() {
         &[origin.port],
         &[("API_KEY", "k1"), ("METRICS_LISTEN", metrics_addr.as_str())],
     );
+    let (_, before) = origin.stats();
     assert_eq!(get(gw.port, "/").status, 403);
+    let wrong = Conn::connect(gw.port)
+        .request("GET", "/", &[("X-Api-Key", "nope")], Body::Empty)
+        .expect("request");
+    assert_eq!(wrong.status, 403);
+    let (_, after) = origin.stats();
+    // only the two /stats calls themselves reached the origin
+    assert_eq!(after, before + 1, "denied requests reached the origin");
+
     let ok = Conn::connect(gw.port)
         .request("GET", "/", &[("X-Api-Key", "k1")], Body::Empty)
         .expect("request");
     assert_eq!(ok.status, 200);
+    assert_eq!(ok.body, b"A");
     assert_eq!(ok.header("server"), Some("pingora-gateway"));
     // `logging` runs after the response went out, so the counters may lag a moment
     let metrics_port: u16 = metrics_port.parse().expect("port");
     let mut text = String::new();
     let counted = wait_until(Duration::from_secs(5), || {
         text = String::from_utf8_lossy(&get(metrics_port, "/metrics").body).into_owned();
-        text.contains(r#"gateway_requests_total{status="403"} 1"#)
+        text.contains(r#"gateway_requests_total{status="403"} 2"#)
             && text.contains(r#"gateway_requests_total{status="200"} 1"#)
     });
     assert!(counted, "{text}");

@@ -109,13 +109,10 @@ where
         F: Fn(&Backend, bool) -> bool,
     {
         let selector = self.selector.load();
-        let mut candidates = UniqueIterator::new(selector.iter(key), max_iterations);
-        while let Some((backend, key)) = candidates.next_keyed() {
-            if accept(&backend, self.backends.ready_by_key(key)) {
-                return Some(backend);
-            }
-        }
-        None
+        // only the accepted candidate is cloned
+        UniqueIterator::new(selector.iter(key), max_iterations).find_map(|backend, key| {
+            accept(backend, self.backends.ready_by_key(key)).then(|| backend.clone())
+        })
     }
 
     /// Probe backends with `hc` (see [`crate::health_check`]).

@@ -22,7 +22,7 @@ use parking_lot::RwLock;
 use pingora_error::{Error, ErrorSource, ErrorType::*, Result};
 use pingora_pool::{ConnectionMeta, ConnectionPool};
 use reuse::{test_reusable_stream, IdleStream};
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,19 +123,28 @@ impl TransportConnector {
                 .map(|(pools, threads)| OffloadRuntime::new(pools, threads)),
             bind_to_v4: options.bind_to_v4,
             bind_to_v6: options.bind_to_v6,
-            preferred_http_version: PreferredHttpVersion::new(),
+            preferred_http_version: PreferredHttpVersion::default(),
         }
     }
 
     /// Open a new connection to `peer` (never a pooled one).
     pub async fn new_stream<P: Peer + Send + Sync + 'static>(&self, peer: &P) -> Result<Stream> {
+        self.new_stream_keyed(peer, peer.reuse_hash()).await
+    }
+
+    /// [`Self::new_stream`] with `peer`'s reuse hash already computed.
+    async fn new_stream_keyed<P: Peer + Send + Sync + 'static>(
+        &self,
+        peer: &P,
+        key: u64,
+    ) -> Result<Stream> {
         let bind_to = l4::bind_to_random(peer, &self.bind_to_v4, &self.bind_to_v6);
-        let alpn = self.preferred_http_version.get(peer);
+        let alpn = self.preferred_http_version.get(key);
         let Some(offload) = &self.offload else {
             return do_connect(peer, bind_to, alpn).await;
         };
         let rt = offload
-            .get_runtime(peer.reuse_hash())
+            .get_runtime(key)
             .map_err(|e| Error::because(InternalError, "failed to start offload runtime", e))?;
         let peer = peer.clone();
         rt.spawn(async move { do_connect(&peer, bind_to, alpn).await })
@@ -146,7 +155,20 @@ impl TransportConnector {
     /// Take a pooled connection to `peer` that is still healthy, if any.
     /// Pooled connections found closed or talking are dropped on the way.
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
-        let key = peer.reuse_hash();
+        self.reused_stream_keyed(peer, peer.reuse_hash()).await
+    }
+
+    /// [`Self::reused_stream`] with `peer`'s reuse hash already computed.
+    async fn reused_stream_keyed<P: Peer + Send + Sync>(
+        &self,
+        peer: &P,
+        key: u64,
+    ) -> Option<Stream> {
+        // A custom L4 connector decides itself where it connects, so the
+        // socket's remote address need not be the peer's.
+        let custom_l4 = peer
+            .get_peer_options()
+            .is_some_and(|o| o.custom_l4.is_some());
         for _ in 0..MAX_REUSE_ATTEMPTS {
             let shared = self.connection_pool.get(&key)?;
             // The idle watcher holds the lock until it notices the checkout.
@@ -158,11 +180,6 @@ impl TransportConnector {
             let Some(mut stream) = idle.into_inner().into_undisturbed() else {
                 continue;
             };
-            // A custom L4 connector decides itself where it connects, so the
-            // socket's remote address need not be the peer's.
-            let custom_l4 = peer
-                .get_peer_options()
-                .is_some_and(|o| o.custom_l4.is_some());
             if !custom_l4 && !peer.matches_fd(stream.id()) {
                 warn!("pooled stream for {peer} is connected elsewhere, dropping it");
                 continue;
@@ -210,16 +227,19 @@ impl TransportConnector {
         &self,
         peer: &P,
     ) -> Result<(Stream, bool)> {
-        if let Some(stream) = self.reused_stream(peer).await {
+        // hashed once for the pool lookup, the ALPN preference and the
+        // offload runtime pick
+        let key = peer.reuse_hash();
+        if let Some(stream) = self.reused_stream_keyed(peer, key).await {
             return Ok((stream, true));
         }
-        Ok((self.new_stream(peer).await?, false))
+        Ok((self.new_stream_keyed(peer, key).await?, false))
     }
 
     /// Offer only HTTP/1.1 through ALPN to `peer` from now on (e.g. after it
     /// mishandled HTTP/2).
     pub fn prefer_h1(&self, peer: &impl Peer) {
-        self.preferred_http_version.add(peer, 1);
+        self.preferred_http_version.add_h1(peer.reuse_hash());
     }
 }
 
@@ -262,29 +282,21 @@ async fn do_connect<P: Peer + Send + Sync>(
     .await
 }
 
-/// Remembers peers that must be offered HTTP/1.1 only.
+/// Remembers peers (by reuse hash) that must be offered HTTP/1.1 only.
+#[derive(Default)]
 struct PreferredHttpVersion {
-    versions: RwLock<HashMap<u64, u8>>,
+    h1_only: RwLock<HashSet<u64>>,
 }
 
 impl PreferredHttpVersion {
-    fn new() -> Self {
-        PreferredHttpVersion {
-            versions: RwLock::default(),
-        }
+    fn add_h1(&self, key: u64) {
+        self.h1_only.write().insert(key);
     }
 
-    fn add(&self, peer: &impl Peer, version: u8) {
-        self.versions.write().insert(peer.reuse_hash(), version);
-    }
-
-    fn get(&self, peer: &impl Peer) -> Option<ALPN> {
-        let versions = self.versions.read();
-        if versions.is_empty() {
-            return None;
-        }
-        versions
-            .get(&peer.reuse_hash())
-            .map(|v| if *v == 1 { ALPN::H1 } else { ALPN::H2H1 })
+    /// The ALPN override for the peer whose reuse hash is `key`.
+    fn get(&self, key: u64) -> Option<ALPN> {
+        let h1_only = self.h1_only.read();
+        // skip hashing the key while nobody was ever downgraded
+        (!h1_only.is_empty() && h1_only.contains(&key)).then_some(ALPN::H1)
     }
 }

@@ -140,17 +140,24 @@ where
     /// The next backend not yielded before, or `None` when the inner
     /// iterator is exhausted or the step budget is spent.
     pub fn get_next(&mut self) -> Option<Backend> {
-        self.next_keyed().map(|(backend, _)| backend)
+        self.find_map(|backend, _| Some(backend.clone()))
     }
 
-    /// The next new candidate with its [`Backend::hash_key`].
-    pub(crate) fn next_keyed(&mut self) -> Option<(Backend, u64)> {
+    /// Offer each new candidate with its [`Backend::hash_key`] to `f` until
+    /// it returns `Some`. Candidates are lent, not cloned, so rejecting one
+    /// costs nothing.
+    pub(crate) fn find_map<R>(
+        &mut self,
+        mut f: impl FnMut(&Backend, u64) -> Option<R>,
+    ) -> Option<R> {
         while self.steps < self.max_iterations {
             self.steps += 1;
             let candidate = self.iter.next()?;
             let key = candidate.hash_key();
             if self.seen.insert(key) {
-                return Some((candidate.clone(), key));
+                if let Some(found) = f(candidate, key) {
+                    return Some(found);
+                }
             }
         }
         None

@@ -198,14 +198,6 @@ macro_rules! announcement_bin {
     };
 }
 
-/// Path of the gateway with an auth check (`src/bin/e2e_gateway.rs`).
-#[macro_export]
-macro_rules! gateway_bin {
-    () => {
-        env!("CARGO_BIN_EXE_e2e_gateway")
-    };
-}
-
 /// How a request body is sent.
 pub enum Body<'a> {
     /// No body, no framing headers.

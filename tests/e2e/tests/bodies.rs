@@ -8,37 +8,35 @@ fn setup() -> (Origin, Proxy) {
     (origin, proxy)
 }
 
+/// POST `sent` (encoded as `body`) to the origin's `/sink` and check the origin saw exactly
+/// those bytes.
+fn assert_sink_receives(port: u16, sent: &[u8], body: Body) {
+    let resp = Conn::connect(port)
+        .request("POST", "/sink", &[], body)
+        .expect("request");
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.header("x-body-len"),
+        Some(sent.len().to_string().as_str())
+    );
+    assert_eq!(
+        resp.header("x-body-sha256"),
+        Some(sha256_hex(sent).as_str())
+    );
+}
+
 #[test]
 fn five_mib_request_body_arrives_intact() {
     let (_origin, proxy) = setup();
     let body = payload(5 * 1024 * 1024, 7);
-    let resp = Conn::connect(proxy.port)
-        .request("POST", "/sink", &[], Body::Fixed(&body))
-        .expect("request");
-    assert_eq!(resp.status, 200);
-    assert_eq!(resp.header("x-body-len"), Some("5242880"));
-    assert_eq!(
-        resp.header("x-body-sha256"),
-        Some(sha256_hex(&body).as_str())
-    );
+    assert_sink_receives(proxy.port, &body, Body::Fixed(&body));
 }
 
 #[test]
 fn chunked_request_body_arrives_intact() {
     let (_origin, proxy) = setup();
     let body = payload(3 * 1024 * 1024 + 123, 11);
-    let resp = Conn::connect(proxy.port)
-        .request("POST", "/sink", &[], Body::Chunked(&body, 7919))
-        .expect("request");
-    assert_eq!(resp.status, 200);
-    assert_eq!(
-        resp.header("x-body-len"),
-        Some(body.len().to_string().as_str())
-    );
-    assert_eq!(
-        resp.header("x-body-sha256"),
-        Some(sha256_hex(&body).as_str())
-    );
+    assert_sink_receives(proxy.port, &body, Body::Chunked(&body, 7919));
 }
 
 #[test]

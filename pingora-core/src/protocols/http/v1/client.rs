@@ -15,10 +15,10 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, AsHeaderName};
 use http::{HeaderValue, Method, StatusCode};
 use log::debug;
-use pingora_error::{Error, ErrorType::*, OkOrErr, OrErr, Result};
+use pingora_error::{Error, ErrorType::*, OkOrErr, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 /// The HTTP/1.x client side of one request/response exchange.
 pub struct HttpSession {
@@ -42,12 +42,7 @@ pub struct HttpSession {
 impl HttpSession {
     /// A session over an established (new or pooled) connection.
     pub fn new(stream: Stream) -> Self {
-        let digest = Box::new(Digest {
-            ssl_digest: stream.get_ssl_digest(),
-            timing_digest: stream.get_timing_digest(),
-            proxy_digest: stream.get_proxy_digest(),
-            socket_digest: stream.get_socket_digest(),
-        });
+        let digest = stream_digest(&stream);
         HttpSession {
             underlying_stream: stream,
             buf: BytesMut::new(),
@@ -100,22 +95,12 @@ impl HttpSession {
         }
         let mut buf = BytesMut::new();
         head::write_request_head(&req, &mut buf).map_err(|e| e.into_in())?;
-        let stream = &mut self.underlying_stream;
-        let send = async {
-            stream
-                .write_all(&buf)
-                .await
-                .or_err(WriteError, "writing request header")?;
-            stream
-                .flush()
-                .await
-                .or_err(WriteError, "flushing request header")
-        };
-        with_timeout(
+        write_within(
+            &mut self.underlying_stream,
+            &buf,
+            true,
             self.write_timeout,
-            WriteTimedout,
             "writing request header",
-            send,
         )
         .await
         .map_err(|e| e.into_up())?;
@@ -141,21 +126,13 @@ impl HttpSession {
         if self.body_writer.need_init() {
             return Ok(None);
         }
-        let stream = &mut self.underlying_stream;
-        let writer = &mut self.body_writer;
-        let finish = async {
-            let res = writer.finish(stream, b"").await?;
-            stream
-                .flush()
-                .await
-                .or_err(WriteError, "flushing request body")?;
-            Ok(res)
-        };
-        with_timeout(
+        finish_within(
+            &mut self.body_writer,
+            &mut self.underlying_stream,
+            b"",
+            None,
             self.write_timeout,
-            WriteTimedout,
             "finishing request body",
-            finish,
         )
         .await
         .map_err(|e| e.into_up())
@@ -194,20 +171,15 @@ impl HttpSession {
             self.buf.reserve(grow);
         }
         let nothing_yet = self.buf.is_empty() && self.response_header.is_none();
-        let read = self.underlying_stream.read_buf(&mut self.buf);
-        let res = match self.read_timeout {
-            Some(t) => match tokio::time::timeout(t, read).await {
-                Ok(r) => r,
-                Err(_) => {
-                    return Err(Error::explain(
-                        ReadTimedout,
-                        format!("reading response header, timeout: {t:?}"),
-                    )
-                    .into_up())
-                }
-            },
-            None => read.await,
-        };
+        let read = async { Ok(self.underlying_stream.read_buf(&mut self.buf).await) };
+        let res = with_timeout(
+            self.read_timeout,
+            ReadTimedout,
+            "reading response header",
+            read,
+        )
+        .await
+        .map_err(|e| e.into_up())?;
         let mut err = match res {
             Ok(0) => Error::explain(ConnectionClosed, "upstream closed while reading header"),
             Ok(_) => return Ok(()),

@@ -1,10 +1,13 @@
 //! Rules of HTTP/1.x shared by the server and client sessions: limits,
 //! keep-alive, message framing headers and upgrade detection.
 
+use super::body::BodyWriter;
+use crate::protocols::{Digest, Stream};
 use http::{header, HeaderMap, HeaderValue, Version};
-use pingora_error::{Error, ErrorType};
+use pingora_error::{Error, ErrorType, ErrorType::*, OrErr, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Most header fields accepted in one message head.
 pub const MAX_HEADERS: usize = 128;
@@ -173,6 +176,17 @@ pub fn is_chunked_value(value: Option<&HeaderValue>) -> bool {
     value.is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
+/// Snapshot the facts (TLS, timing, proxy, socket) of a connection a
+/// session starts on.
+pub(crate) fn stream_digest(stream: &Stream) -> Box<Digest> {
+    Box::new(Digest {
+        ssl_digest: stream.get_ssl_digest(),
+        timing_digest: stream.get_timing_digest(),
+        proxy_digest: stream.get_proxy_digest(),
+        socket_digest: stream.get_socket_digest(),
+    })
+}
+
 /// Run `fut` with an optional time limit; on expiry fail with `etype`.
 pub(crate) async fn with_timeout<T>(
     limit: Option<Duration>,
@@ -187,6 +201,43 @@ pub(crate) async fn with_timeout<T>(
         },
         None => fut.await,
     }
+}
+
+/// Write `data` (then flush, if `flush`) within `limit`: `WriteError` on
+/// failure, `WriteTimedout` on expiry, both explained by `what`.
+pub(crate) async fn write_within<S: AsyncWrite + Unpin + ?Sized>(
+    stream: &mut S,
+    data: &[u8],
+    flush: bool,
+    limit: Option<Duration>,
+    what: &'static str,
+) -> Result<()> {
+    let send = async {
+        stream.write_all(data).await.or_err(WriteError, what)?;
+        if flush {
+            stream.flush().await.or_err(WriteError, what)?;
+        }
+        Ok(())
+    };
+    with_timeout(limit, WriteTimedout, what, send).await
+}
+
+/// End `writer`'s body after `head` (see [`BodyWriter::finish_with_trailers`])
+/// and flush, within `limit`.
+pub(crate) async fn finish_within<S: AsyncWrite + Unpin + ?Sized>(
+    writer: &mut BodyWriter,
+    stream: &mut S,
+    head: &[u8],
+    trailers: Option<&HeaderMap>,
+    limit: Option<Duration>,
+    what: &'static str,
+) -> Result<Option<usize>> {
+    let finish = async {
+        let res = writer.finish_with_trailers(stream, head, trailers).await?;
+        stream.flush().await.or_err(WriteError, what)?;
+        Ok(res)
+    };
+    with_timeout(limit, WriteTimedout, what, finish).await
 }
 
 #[cfg(test)]

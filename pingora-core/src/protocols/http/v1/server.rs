@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, AsHeaderName};
 use http::{HeaderValue, Method, Version};
 use log::debug;
-use pingora_error::{Error, ErrorType::*, OrErr, Result};
+use pingora_error::{Error, ErrorType::*, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,12 +62,7 @@ impl HttpSession {
     /// A session over an established connection. Call
     /// [`Self::read_request`] first.
     pub fn new(underlying_stream: Stream) -> Self {
-        let digest = Box::new(Digest {
-            ssl_digest: underlying_stream.get_ssl_digest(),
-            timing_digest: underlying_stream.get_timing_digest(),
-            proxy_digest: underlying_stream.get_proxy_digest(),
-            socket_digest: underlying_stream.get_socket_digest(),
-        });
+        let digest = stream_digest(&underlying_stream);
         HttpSession {
             underlying_stream,
             buf: BytesMut::new(),
@@ -208,14 +203,9 @@ impl HttpSession {
                 .body_reader
                 .init_content_length(cl.unwrap_or(0), preread),
         }
-        let client_keepalive = is_keepalive(req.version, &req.headers);
         self.raw_header = Some(raw);
         self.request_header = Some(req);
-        if !client_keepalive {
-            self.keepalive = KeepaliveStatus::Off;
-        } else if self.keepalive == KeepaliveStatus::Off {
-            self.keepalive = KeepaliveStatus::Infinite;
-        }
+        self.respect_keepalive();
         Ok(())
     }
 
@@ -552,12 +542,7 @@ impl HttpSession {
     /// draining the request body is returned (the connection is closed).
     pub async fn reuse(mut self) -> Result<Option<Stream>> {
         if !self.pending_head.is_empty() {
-            let head = std::mem::take(&mut self.pending_head);
-            self.underlying_stream
-                .write_all(&head)
-                .await
-                .or_err(WriteError, "writing response header")
-                .map_err(|e| e.into_down())?;
+            self.send_now(false).await?;
         }
         let reusable = self.will_keepalive()
             && !self.upgraded

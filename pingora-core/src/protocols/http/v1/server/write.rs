@@ -7,7 +7,7 @@ use crate::protocols::http::{date, error_resp, HttpTask};
 use bytes::BufMut;
 use http::{header, HeaderMap, Method, Version};
 use log::{debug, warn};
-use pingora_error::{Error, ErrorType::*, OrErr, Result};
+use pingora_error::{Error, ErrorType::*, Result};
 use pingora_http::ResponseHeader;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -92,24 +92,16 @@ impl HttpSession {
             .is_some_and(is_expect_continue_req)
     }
 
-    async fn send_now(&mut self, flush: bool) -> Result<()> {
+    pub(super) async fn send_now(&mut self, flush: bool) -> Result<()> {
         let limit = self.write_limit(self.pending_head.len());
-        let stream = &mut self.underlying_stream;
-        let head = &self.pending_head;
-        let send = async {
-            stream
-                .write_all(head)
-                .await
-                .or_err(WriteError, "writing response header")?;
-            if flush {
-                stream
-                    .flush()
-                    .await
-                    .or_err(WriteError, "flushing response")?;
-            }
-            Ok(())
-        };
-        let res = with_timeout(limit, WriteTimedout, "writing response header", send).await;
+        let res = write_within(
+            &mut self.underlying_stream,
+            &self.pending_head,
+            flush,
+            limit,
+            "writing response header",
+        )
+        .await;
         self.pending_head.clear();
         res.map_err(|e| {
             self.keepalive = KeepaliveStatus::Off;
@@ -221,14 +213,15 @@ impl HttpSession {
             return Ok(None);
         }
         let limit = self.write_limit(self.pending_head.len() + 64);
-        let stream = &mut self.underlying_stream;
-        let (writer, head) = (&mut self.body_writer, &self.pending_head);
-        let finish = async {
-            let res = writer.finish_with_trailers(stream, head, trailers).await?;
-            stream.flush().await.or_err(WriteError, "flushing body")?;
-            Ok(res)
-        };
-        let res = with_timeout(limit, WriteTimedout, "finishing response body", finish).await;
+        let res = finish_within(
+            &mut self.body_writer,
+            &mut self.underlying_stream,
+            &self.pending_head,
+            trailers,
+            limit,
+            "finishing response body",
+        )
+        .await;
         self.pending_head.clear();
         if self.upgraded && !self.body_reader.body_done() {
             // the exchange is over: stop reading the client's stream
@@ -305,11 +298,11 @@ impl HttpSession {
         if self.body_write_buf.is_empty() {
             return Ok(());
         }
-        let data = self.body_write_buf.split();
+        let mut data = std::mem::take(&mut self.body_write_buf);
         let res = self.write_body(&data).await;
-        // reclaim the allocation for the next batch
-        drop(data);
-        self.body_write_buf.clear();
+        // keep the allocation for the next batch
+        data.clear();
+        self.body_write_buf = data;
         res.map(|_| ())
     }
 }
