@@ -10,11 +10,22 @@
 //! curl -i http://127.0.0.1:6188/
 //! ```
 //!
+//! With `TLS_LISTEN=127.0.0.1:6443 TLS_CERT=cert.pem TLS_KEY=key.pem` it also
+//! listens with TLS there, offering HTTP/2 and HTTP/1.1 through ALPN.
+//!
+//! With `STATS_LISTEN=127.0.0.1:6190` it also serves, on that address, how many upstream
+//! connections were reused vs newly opened (`reused N` / `new N` lines; the benchmark suite
+//! reads them).
+//!
 //! `-c/--conf`, `-d/--daemon`, `-t/--test` and `-u/--upgrade` are parsed by `Opt::parse_args()`.
 
 use async_trait::async_trait;
 use log::debug;
+use pingora::apps::http_app::ServeHttp;
+use pingora::listeners::TlsSettings;
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
+use pingora::services::listening::Service;
 use pingora_examples::{listen_addr, upstreams};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +33,18 @@ use std::time::Duration;
 /// The Host header sent upstream (`UPSTREAM_HOST`, default `localhost`).
 fn upstream_host() -> String {
     std::env::var("UPSTREAM_HOST").unwrap_or_else(|_| "localhost".to_string())
+}
+
+/// Answers every request with the process-wide upstream connection reuse counters.
+struct ReuseStats;
+
+#[async_trait]
+impl ServeHttp for ReuseStats {
+    async fn response(&self, _session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let stats = pingora::connectors::upstream_reuse_stats();
+        let body = format!("reused {}\nnew {}\n", stats.reused, stats.new);
+        http::Response::new(body.into_bytes())
+    }
 }
 
 /// The proxy logic: pick the next healthy backend, rewrite Host.
@@ -77,8 +100,23 @@ fn main() {
 
     let mut proxy = http_proxy_service(&server.configuration, lb);
     proxy.add_tcp(&listen_addr("0.0.0.0:6188"));
+    // TLS with HTTP/2 through ALPN, when TLS_LISTEN, TLS_CERT and TLS_KEY are set
+    if let (Ok(addr), Ok(cert), Ok(key)) = (
+        std::env::var("TLS_LISTEN"),
+        std::env::var("TLS_CERT"),
+        std::env::var("TLS_KEY"),
+    ) {
+        let mut tls = TlsSettings::intermediate(&cert, &key).expect("TLS_CERT and TLS_KEY");
+        tls.enable_h2();
+        proxy.add_tls_with_settings(&addr, None, tls);
+    }
 
     server.add_service(proxy);
     server.add_service(health);
+    if let Ok(addr) = std::env::var("STATS_LISTEN") {
+        let mut stats = Service::new("reuse stats".to_string(), ReuseStats);
+        stats.add_tcp(&addr);
+        server.add_service(stats);
+    }
     server.run_forever();
 }

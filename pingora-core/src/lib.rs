@@ -10,6 +10,8 @@
 //! * [`protocols`]: streams and the HTTP/1.1 server and client sessions.
 //! * [`connectors`]: connecting to upstream peers, with a connection pool.
 //! * [`upstreams`]: the description of an upstream peer ([`upstreams::peer::HttpPeer`]).
+//! * `tls`: the TLS backend (OpenSSL or BoringSSL, by cargo feature), see docs/tls.md.
+//! * [`utils`]: helpers such as [`utils::tls::CertKey`].
 //!
 //! The framework's error type is re-exported at the crate root, so
 //! `pingora_core::{Error, ErrorType, Result}` work as well as the kinds
@@ -19,10 +21,14 @@
 pub mod apps;
 pub mod connectors;
 pub mod listeners;
+pub mod modules;
 pub mod protocols;
 pub mod server;
 pub mod services;
+#[cfg(any(feature = "openssl", feature = "boringssl"))]
+pub mod tls;
 pub mod upstreams;
+pub mod utils;
 
 pub use pingora_error::{ErrorType::*, *};
 

@@ -133,8 +133,8 @@ async fn h2_only_peer_is_rejected_and_h2h1_gets_h1() {
         .get_http_session(&peer)
         .await
         .err()
-        .expect("no HTTP/2 yet");
-    assert_eq!(e.etype(), &ErrorType::H2Error);
+        .expect("an HTTP/1-only server cannot serve an h2-only peer");
+    assert_eq!(e.etype(), &ErrorType::H2Downgrade);
 
     peer.options.set_http_version(2, 1);
     connector.prefer_h1(&peer);

@@ -48,6 +48,7 @@
 mod proxy_common;
 mod proxy_flow;
 mod proxy_h1;
+mod proxy_h2;
 mod proxy_trait;
 mod service;
 mod session;

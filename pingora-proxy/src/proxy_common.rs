@@ -74,15 +74,52 @@ fn ends_chunked(value: &HeaderValue) -> bool {
         .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
-/// Turn a copy of the client's request into the request to send upstream over HTTP/1.1:
-/// hop-by-hop headers go, and a chunked body is re-announced as plain `chunked` (the body is
-/// decoded on the way in and encoded again on the way out).
-pub(crate) fn prepare_upstream_request(req: &mut RequestHeader) {
+/// Remove the hop-by-hop headers of a request: the fixed list and the options its
+/// `Connection` header names.
+pub(crate) fn strip_request_hop_by_hop(req: &mut RequestHeader) {
     for name in connection_options(&req.headers) {
         req.remove_header(&name);
     }
     for name in HOP_BY_HOP.iter() {
         req.remove_header(name);
+    }
+}
+
+/// Turn an HTTP/2 request into its HTTP/1.1 shape: the target in origin-form, `Host` from
+/// `:authority`, and a body of unknown length (no `content-length`, HEADERS without
+/// END_STREAM) announced as chunked.
+fn h2_to_h1_request(req: &mut RequestHeader) {
+    if !req.headers.contains_key(header::HOST) {
+        if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_owned()) {
+            let _ = req.insert_header(header::HOST, authority);
+        }
+    }
+    if req.uri.scheme().is_some() || req.uri.authority().is_some() {
+        let path = req
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        if let Ok(uri) = path.parse() {
+            req.set_uri(uri);
+        }
+    }
+    if req.send_end_stream() == Some(false) && !req.headers.contains_key(header::CONTENT_LENGTH) {
+        let _ = req.insert_header(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+}
+
+/// Turn a copy of the client's request into the request to send upstream over HTTP/1.1:
+/// hop-by-hop headers go, and a chunked body is re-announced as plain `chunked` (the body is
+/// decoded on the way in and encoded again on the way out). HTTP/2 requests are translated
+/// (`:authority` to `Host`, origin-form target, chunked body when its length is unknown).
+pub(crate) fn prepare_upstream_request(req: &mut RequestHeader) {
+    strip_request_hop_by_hop(req);
+    if req.version == Version::HTTP_2 {
+        h2_to_h1_request(req);
     }
     if req.headers.contains_key(header::TRANSFER_ENCODING) {
         // The server session only accepts a request whose last coding is chunked, and hands us
@@ -211,6 +248,39 @@ mod tests {
         );
         assert!(req.headers.contains_key("x-keep"));
         assert_eq!(req.version, Version::HTTP_11);
+    }
+
+    #[test]
+    fn h2_request_translated_to_h1() {
+        let mut req = RequestHeader::build("POST", b"https://a.test:8443/p?q=1", None)
+            .expect("valid request");
+        req.set_version(Version::HTTP_2);
+        req.set_send_end_stream(false);
+        req.insert_header("TE", "trailers").expect("header");
+        prepare_upstream_request(&mut req);
+        assert_eq!(req.raw_path(), b"/p?q=1");
+        assert_eq!(
+            req.headers.get("host").map(|v| v.as_bytes()),
+            Some(&b"a.test:8443"[..])
+        );
+        assert_eq!(
+            req.headers.get("transfer-encoding").map(|v| v.as_bytes()),
+            Some(&b"chunked"[..])
+        );
+        assert!(!req.headers.contains_key("te"));
+        assert_eq!(req.version, Version::HTTP_11);
+
+        // a bodiless request (END_STREAM on HEADERS) stays unframed; Host is kept
+        let mut req = RequestHeader::build("GET", b"http://b.test/", None).expect("valid");
+        req.set_version(Version::HTTP_2);
+        req.insert_header("Host", "c.test").expect("header");
+        prepare_upstream_request(&mut req);
+        assert!(!req.headers.contains_key("transfer-encoding"));
+        assert_eq!(
+            req.headers.get("host").map(|v| v.as_bytes()),
+            Some(&b"c.test"[..])
+        );
+        assert_eq!(req.raw_path(), b"/");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use once_cell::sync::Lazy;
 use pingora_core::apps::{HttpPersistentSettings, ReusedHttpStream};
 use pingora_core::protocols::http::client::HttpSession as ClientSession;
 use pingora_core::upstreams::peer::Peer;
-use pingora_error::{Error, ErrorSource};
+use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::ResponseHeader;
 use std::sync::Arc;
 
@@ -45,6 +45,20 @@ where
             return self
                 .handle_error(session, &mut ctx, e, "Fail to early filter request:")
                 .await;
+        }
+
+        // HTTP modules (ProxyHttp::init_downstream_modules) see the request header next.
+        if !session.downstream_modules_ctx.is_empty() {
+            let req = session.downstream_session.req_header_mut();
+            if let Err(e) = session
+                .downstream_modules_ctx
+                .request_header_filter(req)
+                .await
+            {
+                return self
+                    .handle_error(session, &mut ctx, e, "Failed in downstream modules:")
+                    .await;
+            }
         }
 
         match self.inner.request_filter(&mut session, &mut ctx).await {
@@ -168,6 +182,28 @@ where
                         .await;
                 }
                 let error = error.map(|e| {
+                    self.inner
+                        .error_while_proxy(&peer, session, e, ctx, client_reused)
+                });
+                (server_reuse, error)
+            }
+            ClientSession::H2(mut h2) => {
+                let (server_reuse, error) = self
+                    .proxy_to_h2_upstream(session, &mut h2, client_reused, &peer, ctx)
+                    .await;
+                if error.is_none() {
+                    self.client_upstream
+                        .release_http_session(ClientSession::H2(h2), &*peer, peer.idle_timeout())
+                        .await;
+                } else {
+                    // reset the stream (if still open) before handling the error
+                    drop(h2);
+                }
+                let error = error.map(|e| {
+                    if e.etype() == &ErrorType::H2Downgrade {
+                        // the upstream asked for HTTP/1.1: use it from now on (retried)
+                        self.client_upstream.prefer_h1(&*peer);
+                    }
                     self.inner
                         .error_while_proxy(&peer, session, e, ctx, client_reused)
                 });

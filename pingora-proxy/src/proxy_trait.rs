@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::HeaderMap;
 use log::error;
+use pingora_core::modules::http::HttpModules;
 use pingora_core::protocols::Digest;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, Result, RetryType};
@@ -29,6 +30,15 @@ pub trait ProxyHttp {
 
     /// Make the per-request state. Called once per request, before any phase.
     fn new_ctx(&self) -> Self::CTX;
+
+    /// Add the HTTP modules (e.g. the gRPC-web bridge) every request of this proxy runs.
+    /// Called once, when the proxy service is made.
+    ///
+    /// Module filters run after [`ProxyHttp::early_request_filter`] for the request header,
+    /// before [`ProxyHttp::request_body_filter`] for each body piece, and after the
+    /// response phases, right before the response is written. Each request's module
+    /// instances are in `session.downstream_modules_ctx`.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     /// Choose the upstream server this request goes to.
     ///
@@ -260,6 +270,12 @@ pub trait ProxyHttp {
             if session.response_written().is_some() {
                 // Part of the response is already out: all we can do is cut the connection.
                 code = 0;
+            } else if is_grpc_request(session) {
+                // A gRPC client cannot read an HTML error page: answer in gRPC terms.
+                let resp = grpc_error_response(code, e);
+                if let Err(write_err) = session.write_response_header(Box::new(resp), true).await {
+                    error!("failed to send gRPC error response to downstream: {write_err}");
+                }
             } else if let Err(write_err) = session.respond_error(code).await {
                 error!("failed to send error response to downstream: {write_err}");
             }
@@ -291,6 +307,49 @@ pub trait ProxyHttp {
     fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
         session.as_ref().request_summary()
     }
+}
+
+/// Whether the client request is gRPC (HTTP/2 gRPC, or gRPC-web already bridged to it by
+/// the gRPC-web module): its content type is `application/grpc[+codec|;params]`.
+fn is_grpc_request(session: &Session) -> bool {
+    let ct = session.get_header_bytes(http::header::CONTENT_TYPE);
+    let grpc = b"application/grpc";
+    ct.len() >= grpc.len()
+        && ct[..grpc.len()].eq_ignore_ascii_case(grpc)
+        && matches!(ct.get(grpc.len()), None | Some(b'+') | Some(b';'))
+}
+
+/// The gRPC status code for a failed request answered with HTTP status `http_status`, as the
+/// gRPC HTTP-to-gRPC status mapping has it (UNAVAILABLE for a failing upstream).
+pub(crate) fn grpc_status_for_http(http_status: u16) -> u8 {
+    match http_status {
+        400 => 13,             // INTERNAL
+        401 => 16,             // UNAUTHENTICATED
+        403 => 7,              // PERMISSION_DENIED
+        404 => 12,             // UNIMPLEMENTED
+        429 | 502..=504 => 14, // UNAVAILABLE
+        _ => 2,                // UNKNOWN
+    }
+}
+
+/// A gRPC "trailers-only" error response: HTTP 200 whose header block carries `grpc-status`
+/// and a percent-encoded `grpc-message`, with no body.
+fn grpc_error_response(http_status: u16, e: &Error) -> ResponseHeader {
+    let mut message = String::new();
+    let text = format!("proxy error {http_status}: {}", e.etype().as_str());
+    for b in text.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            message.push(b as char);
+        } else {
+            message.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let mut resp = ResponseHeader::build(200, Some(3)).expect("200 is a valid status");
+    // All three values are plain ASCII: inserting them cannot fail.
+    let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/grpc");
+    let _ = resp.insert_header("grpc-status", grpc_status_for_http(http_status).to_string());
+    let _ = resp.insert_header("grpc-message", message);
+    resp
 }
 
 /// What [`ProxyHttp::fail_to_proxy`] did about a failed request.

@@ -5,9 +5,10 @@ use async_trait::async_trait;
 use log::debug;
 use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora_core::connectors::{http::Connector, ConnectorOptions};
+use pingora_core::modules::http::HttpModules;
 use pingora_core::protocols::http::ServerSession as HttpSession;
 use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::ShutdownWatch;
+use pingora_core::server::{ShutdownWatch, SHUTDOWN_IDLE_TIMEOUT};
 use pingora_core::services::listening::Service;
 use pingora_error::ErrorType;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +29,8 @@ pub struct HttpProxy<SV> {
     /// HTTP server options for the connections this app serves.
     pub server_options: Option<HttpServerOptions>,
     pub(crate) max_retries: usize,
+    /// The HTTP modules every request runs (set up by `ProxyHttp::init_downstream_modules`).
+    downstream_modules: HttpModules,
 }
 
 impl<SV> HttpProxy<SV> {
@@ -42,7 +45,17 @@ impl<SV> HttpProxy<SV> {
             server_options: None,
             // At least one attempt, even if the configuration says 0.
             max_retries: conf.max_retries.max(1),
+            downstream_modules: HttpModules::new(),
         }
+    }
+
+    /// Let the user's [`ProxyHttp`] add its HTTP modules; called once, when the proxy is made.
+    fn handle_init_modules(&mut self)
+    where
+        SV: ProxyHttp,
+    {
+        self.inner
+            .init_downstream_modules(&mut self.downstream_modules);
     }
 
     /// The user's [`ProxyHttp`] implementation.
@@ -62,14 +75,21 @@ impl<SV> HttpProxy<SV> {
         let notified = self.shutdown.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if self.shutdown_flag.load(Ordering::Acquire) {
-            return None;
-        }
-        let res = tokio::select! {
-            // Prefer an already buffered request over the shutdown notice.
-            biased;
-            res = downstream.read_request() => res,
-            _ = notified => return None,
+        // Once shutting down, a request already on its way is still served (with
+        // `Connection: close`) instead of racing the close; an idle connection is closed.
+        let res = if self.shutdown_flag.load(Ordering::Acquire) {
+            tokio::time::timeout(SHUTDOWN_IDLE_TIMEOUT, downstream.read_request())
+                .await
+                .ok()?
+        } else {
+            let read = downstream.read_request();
+            tokio::pin!(read);
+            tokio::select! {
+                // Prefer an already buffered request over the shutdown notice.
+                biased;
+                res = &mut read => res,
+                _ = notified => tokio::time::timeout(SHUTDOWN_IDLE_TIMEOUT, read).await.ok()?,
+            }
         };
         match res {
             Ok(true) => Some(downstream),
@@ -108,6 +128,9 @@ where
     ) -> Option<ReusedHttpStream> {
         let downstream = self.read_downstream_request(Box::new(session)).await?;
         let mut session = Session::new(downstream, self.shutdown_flag.clone());
+        if !self.downstream_modules.is_empty() {
+            session.downstream_modules_ctx = self.downstream_modules.build_ctx();
+        }
         if *shutdown.borrow() {
             // Serve this request, but let the client know the connection ends with it.
             session.set_keepalive(None);
@@ -136,7 +159,9 @@ pub fn http_proxy<SV>(conf: &Arc<ServerConf>, inner: SV) -> HttpProxy<SV>
 where
     SV: ProxyHttp,
 {
-    HttpProxy::new(inner, conf.clone())
+    let mut proxy = HttpProxy::new(inner, conf.clone());
+    proxy.handle_init_modules();
+    proxy
 }
 
 /// Make a listening service that proxies HTTP according to `inner`. Add listeners to it
@@ -157,5 +182,7 @@ pub fn http_proxy_service_with_name<SV>(
 where
     SV: ProxyHttp,
 {
-    Service::new(name.to_string(), HttpProxy::new(inner, conf.clone()))
+    let mut proxy = HttpProxy::new(inner, conf.clone());
+    proxy.handle_init_modules();
+    Service::new(name.to_string(), proxy)
 }

@@ -1,6 +1,8 @@
 //! [`Session`]: one proxied request as the [`crate::ProxyHttp`] phases see it.
 
 use bytes::Bytes;
+use http::HeaderMap;
+use pingora_core::modules::http::HttpModuleCtx;
 use pingora_core::protocols::http::{HttpTask, ServerSession as HttpSession};
 use pingora_core::protocols::Stream;
 use pingora_error::Result;
@@ -22,6 +24,10 @@ pub struct Session {
     upstream_body_bytes_received: usize,
     /// Set when the service began shutting down.
     shutdown_flag: Arc<AtomicBool>,
+    /// This request's instances of the service's HTTP modules (see
+    /// `ProxyHttp::init_downstream_modules`); their response filters run inside the
+    /// `write_response_*` methods below.
+    pub downstream_modules_ctx: HttpModuleCtx,
 }
 
 impl Session {
@@ -33,6 +39,7 @@ impl Session {
             downstream_session,
             upstream_body_bytes_received: 0,
             shutdown_flag,
+            downstream_modules_ctx: HttpModuleCtx::empty(),
         }
     }
 
@@ -70,9 +77,22 @@ impl Session {
     /// Write `resp` to the client; `end_of_stream` says the response has no body to follow.
     pub async fn write_response_header(
         &mut self,
-        resp: Box<ResponseHeader>,
+        mut resp: Box<ResponseHeader>,
         end_of_stream: bool,
     ) -> Result<()> {
+        if !self.downstream_modules_ctx.is_empty() {
+            self.downstream_modules_ctx
+                .response_header_filter(&mut resp, end_of_stream)
+                .await?;
+        }
+        if end_of_stream && self.downstream_session.is_http2() {
+            // One HEADERS frame carrying END_STREAM: a gRPC "trailers-only" answer (status in
+            // the header block) is only read as such when nothing follows it.
+            self.downstream_session
+                .response_duplex_vec(vec![HttpTask::Header(resp, true)])
+                .await?;
+            return Ok(());
+        }
         self.downstream_session.write_response_header(resp).await?;
         if end_of_stream {
             self.downstream_session.finish_body().await?;
@@ -94,9 +114,13 @@ impl Session {
     /// no-op; `end_of_stream` ends the response.
     pub async fn write_response_body(
         &mut self,
-        body: Option<Bytes>,
+        mut body: Option<Bytes>,
         end_of_stream: bool,
     ) -> Result<()> {
+        if !self.downstream_modules_ctx.is_empty() {
+            self.downstream_modules_ctx
+                .response_body_filter(&mut body, end_of_stream)?;
+        }
         match body {
             Some(data) if !data.is_empty() => {
                 self.downstream_session
@@ -108,10 +132,62 @@ impl Session {
         }
     }
 
+    /// End the response with `trailers`. The HTTP modules may turn them into a last piece of
+    /// body instead (e.g. the gRPC-web bridge); otherwise they are sent as trailers where the
+    /// client connection can carry them (a chunked HTTP/1.1 body, HTTP/2) and dropped where
+    /// it cannot.
+    pub async fn write_response_trailers(&mut self, trailers: HeaderMap) -> Result<()> {
+        let mut trailers = Some(Box::new(trailers));
+        if !self.downstream_modules_ctx.is_empty() {
+            if let Some(tail) = self
+                .downstream_modules_ctx
+                .response_trailer_filter(&mut trailers)?
+            {
+                return self
+                    .downstream_session
+                    .write_response_body(tail, true)
+                    .await;
+            }
+        }
+        match trailers {
+            Some(t) => self.downstream_session.write_response_trailers(*t).await,
+            None => self.downstream_session.finish_body().await,
+        }
+    }
+
     /// Write a batch of response tasks (header, body pieces, trailers, end) to the client.
     /// Returns whether the response is complete.
-    pub async fn write_response_tasks(&mut self, tasks: Vec<HttpTask>) -> Result<bool> {
+    /// The HTTP modules' response filters run on each task first (trailers they fold into
+    /// the body become a last body piece).
+    pub async fn write_response_tasks(&mut self, mut tasks: Vec<HttpTask>) -> Result<bool> {
+        if !self.downstream_modules_ctx.is_empty() {
+            for task in tasks.iter_mut() {
+                self.module_filter_task(task).await?;
+            }
+        }
         self.downstream_session.response_duplex_vec(tasks).await
+    }
+
+    /// Run the HTTP modules' response filter matching `task` on it.
+    async fn module_filter_task(&mut self, task: &mut HttpTask) -> Result<()> {
+        let modules = &mut self.downstream_modules_ctx;
+        match task {
+            HttpTask::Header(resp, end) => modules.response_header_filter(resp, *end).await,
+            HttpTask::Body(body, end) => modules.response_body_filter(body, *end),
+            HttpTask::Trailer(trailers) => {
+                if let Some(tail) = modules.response_trailer_filter(trailers)? {
+                    *task = HttpTask::Body(Some(tail), true);
+                }
+                Ok(())
+            }
+            HttpTask::Done => {
+                if let Some(tail) = modules.response_done_filter()? {
+                    *task = HttpTask::Body(Some(tail), true);
+                }
+                Ok(())
+            }
+            HttpTask::Failed(_) => Ok(()),
+        }
     }
 
     /// Response body bytes received from upstream for this request so far.
@@ -243,5 +319,68 @@ mod tests {
         let text = String::from_utf8_lossy(&out);
         assert!(text.starts_with("HTTP/1.1 418"), "{text}");
         assert!(text.ends_with("teapot"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn response_tasks_go_through_http_modules() {
+        use pingora_core::modules::http::grpc_web::{GrpcWeb, GrpcWebBridge};
+        use pingora_core::modules::http::HttpModules;
+
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let mut session = Session::new_h1(Box::new(server));
+        let mut modules = HttpModules::new();
+        modules.add_module(Box::new(GrpcWeb));
+        session.downstream_modules_ctx = modules.build_ctx();
+        client
+            .write_all(
+                b"POST /s/M HTTP/1.1\r\nHost: g\r\nContent-Type: application/grpc-web\r\n\
+                  Content-Length: 0\r\n\r\n",
+            )
+            .await
+            .expect("write request");
+        assert!(session.read_request().await.expect("request read"));
+        session
+            .downstream_modules_ctx
+            .get_mut::<GrpcWebBridge>()
+            .expect("module added")
+            .init();
+        let req = session.downstream_session.req_header_mut();
+        session
+            .downstream_modules_ctx
+            .request_header_filter(req)
+            .await
+            .expect("request filter");
+        assert_eq!(
+            session.req_header().headers["content-type"],
+            "application/grpc"
+        );
+
+        let mut resp = ResponseHeader::build(200, None).expect("response");
+        resp.insert_header("content-type", "application/grpc")
+            .expect("header");
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().expect("value"));
+        let done = session
+            .write_response_tasks(vec![
+                HttpTask::Header(Box::new(resp), false),
+                HttpTask::Body(Some(Bytes::from_static(b"\0\0\0\0\x01A")), false),
+                HttpTask::Trailer(Some(Box::new(trailers))),
+            ])
+            .await
+            .expect("tasks written");
+        assert!(done);
+        drop(session);
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.expect("read response");
+        let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+        assert!(
+            text.contains("content-type: application/grpc-web\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("transfer-encoding: chunked"), "{text}");
+        // the message frame, then the trailer frame as body bytes, then the last chunk
+        let frames = b"\0\0\0\0\x01A\x80\0\0\0\x10grpc-status: 0\r\n";
+        assert!(out.windows(frames.len()).any(|w| w == frames), "{text}");
+        assert!(text.ends_with("0\r\n\r\n"), "{text}");
     }
 }

@@ -13,6 +13,11 @@
 //! | [`lb`] | `pingora-load-balancing`: backends, selection, health checks | `lb` (implies `proxy`) |
 //! | [`time`] | `pingora-timeout`: fast timeouts | always |
 //!
+//! TLS comes from the `openssl` feature (default) or `boringssl` (with
+//! `default-features = false`); exactly one of them. [`tls`] is the backend
+//! library under one name, [`listeners::TlsSettings`] configures TLS
+//! listeners; see docs/tls.md.
+//!
 //! Most programs start with `use pingora::prelude::*;`.
 #![warn(missing_docs)]
 

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use crate::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use crate::protocols::http::ServerSession;
-use crate::server::ShutdownWatch;
+use crate::server::{ShutdownWatch, SHUTDOWN_IDLE_TIMEOUT};
 
 /// Seconds an idle keep-alive connection is kept open between requests.
 const KEEPALIVE_TIMEOUT_SECS: u64 = 60;
@@ -122,6 +122,33 @@ fn response_header(parts: http::response::Parts, body_len: usize) -> Option<Resp
     Some(resp)
 }
 
+/// Read the next request. Once shutdown starts, a client gets
+/// [`SHUTDOWN_IDLE_TIMEOUT`] more to send it; `None` when it did not.
+async fn read_request(
+    http: &mut ServerSession,
+    shutdown: &ShutdownWatch,
+) -> Option<pingora_error::Result<bool>> {
+    if !*shutdown.borrow() {
+        let mut watch = shutdown.clone();
+        let read = http.read_request();
+        tokio::pin!(read);
+        tokio::select! {
+            biased;
+            r = &mut read => return Some(r),
+            _ = async {
+                if watch.wait_for(|down| *down).await.is_err() {
+                    // a closed watch never flips: just keep reading
+                    std::future::pending::<()>().await;
+                }
+            } => {}
+        }
+        return tokio::time::timeout(SHUTDOWN_IDLE_TIMEOUT, read).await.ok();
+    }
+    tokio::time::timeout(SHUTDOWN_IDLE_TIMEOUT, http.read_request())
+        .await
+        .ok()
+}
+
 /// One request/response exchange; returns the connection when reusable.
 async fn serve<SV>(
     app: &SV,
@@ -131,7 +158,11 @@ async fn serve<SV>(
 where
     SV: ServeHttp + Send + Sync + ?Sized,
 {
-    match http.read_request().await {
+    let Some(read) = read_request(&mut http, shutdown).await else {
+        debug!("shutting down: closing an idle connection");
+        return None;
+    };
+    match read {
         Ok(true) => {}
         Ok(false) => {
             debug!("connection closed before a request arrived");

@@ -11,10 +11,14 @@ pub mod prometheus_http_app;
 use async_trait::async_trait;
 use log::{debug, warn};
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::protocols::http::v1::common::stream_digest;
+use crate::protocols::http::v2::server::{self as h2_server, H2Options};
+use crate::protocols::http::v2::{H2Limits, ResetTracker};
 use crate::protocols::http::ServerSession;
-use crate::protocols::Stream;
-use crate::server::ShutdownWatch;
+use crate::protocols::{Stream, ALPN};
+use crate::server::{ShutdownWatch, SHUTDOWN_IDLE_TIMEOUT};
 
 /// The idle timeout (seconds) a new HTTP/1 connection starts with.
 const DEFAULT_KEEPALIVE_SECS: u64 = 60;
@@ -46,14 +50,19 @@ pub trait ServerApp {
 #[non_exhaustive]
 #[derive(Default, Debug, Clone)]
 pub struct HttpServerOptions {
-    /// Accept HTTP/2 over plain TCP (h2c, prior knowledge). HTTP/2 support
-    /// is not there yet: with this set, connections that start with the
-    /// HTTP/2 preface are closed instead of being misread as HTTP/1.
+    /// Accept HTTP/2 over plain TCP (h2c, prior knowledge). A connection
+    /// that starts with the HTTP/2 preface is served as HTTP/2, any other as
+    /// HTTP/1.1, on the same port.
     pub h2c: bool,
     /// The most requests one HTTP/1 connection serves before it is closed
     /// (like nginx's `keepalive_requests`): closing long-lived connections
     /// now and then returns their per-connection memory. `None`: no limit.
     pub keepalive_request_limit: Option<u32>,
+    /// Limits of HTTP/2 connections (streams, header list, windows,
+    /// rapid-reset defence). [`HttpServerApp::h2_options`], when it returns
+    /// settings, replaces the `h2` settings derived from these; the
+    /// rapid-reset limit applies either way.
+    pub h2_limits: H2Limits,
 }
 
 /// The keep-alive settings of an HTTP/1 session that carry over to the next
@@ -128,23 +137,141 @@ pub trait HttpServerApp {
         None
     }
 
+    /// The `h2` settings of downstream HTTP/2 connections; `None` derives
+    /// them from [`HttpServerOptions::h2_limits`].
+    fn h2_options(&self) -> Option<H2Options> {
+        None
+    }
+
     /// Called once, after the service stopped accepting connections.
     async fn http_cleanup(&self) {}
 }
 
+/// How many times a preface that arrived only in part is peeked at again.
+const PREFACE_PEEK_TRIES: usize = 50;
+
 /// Whether the connection starts with the HTTP/2 preface. Waits for the
-/// first bytes; `None` means the peer closed or the read failed.
+/// first bytes, and for more while what came is a strict prefix of the
+/// preface (up to about half a second); `None` means the peer closed or the
+/// read failed.
 async fn starts_with_h2_preface(stream: &mut Stream) -> Option<bool> {
-    let mut buf = [0u8; H2_PREFACE.len()];
-    match stream.try_peek(&mut buf).await {
-        // a stream that cannot peek is served as HTTP/1
-        Ok(peeked) => Some(peeked && buf == H2_PREFACE),
+    for _ in 0..PREFACE_PEEK_TRIES {
+        // the preface holds no NUL byte: the first NUL ends what was peeked
+        let mut buf = [0u8; H2_PREFACE.len()];
+        match stream.try_peek(&mut buf).await {
+            // a stream that cannot peek is served as HTTP/1
+            Ok(false) => return Some(false),
+            Ok(true) => {}
+            Err(e) => {
+                // common when a reused HTTP/1 connection is closed by the client
+                debug!("read error while peeking for the h2c preface: {e}");
+                return None;
+            }
+        }
+        let got = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        if got == H2_PREFACE.len() || got == 0 || buf[..got] != H2_PREFACE[..got] {
+            return Some(buf == H2_PREFACE);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Some(false)
+}
+
+/// Serve an HTTP/2 connection: accept its streams and run each one as an
+/// HTTP session of `app` in its own task, until the client closes the
+/// connection, the server shuts down (GOAWAY, in-flight streams finish) or
+/// the client resets streams faster than allowed (GOAWAY `ENHANCE_YOUR_CALM`).
+async fn serve_h2<T>(app: &Arc<T>, stream: Stream, shutdown: &ShutdownWatch)
+where
+    T: HttpServerApp + Send + Sync + 'static,
+{
+    let limits = app
+        .server_options()
+        .map(|o| o.h2_limits)
+        .unwrap_or_default();
+    let options = app.h2_options().unwrap_or_else(|| limits.h2_options());
+    let digest = Arc::new(*stream_digest(&stream));
+    let mut conn = match h2_server::handshake(stream, Some(options)).await {
+        Ok(c) => c,
         Err(e) => {
-            // common when a reused HTTP/1 connection is closed by the client
-            debug!("read error while peeking for the h2c preface: {e}");
-            None
+            debug!("HTTP/2 handshake with a client failed: {e}");
+            return;
+        }
+    };
+    let resets = Arc::new(ResetTracker::new(
+        limits.max_resets_per_window,
+        limits.reset_window,
+    ));
+    let mut shutdown_rx = shutdown.clone();
+    let mut going_away = *shutdown.borrow();
+    if going_away {
+        conn.graceful_shutdown();
+    }
+    // after an abusive client got its GOAWAY, give the connection this long
+    // to flush it before dropping it
+    let mut abort_deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let accept = h2_server::HttpSession::from_h2_conn(&mut conn, digest.clone());
+        let next = tokio::select! {
+            next = accept => next,
+            _ = shutdown_rx.changed(), if !going_away => {
+                debug!("shutting down: GOAWAY to an HTTP/2 client");
+                conn.graceful_shutdown();
+                going_away = true;
+                continue;
+            }
+            _ = sleep_until_opt(abort_deadline) => break,
+        };
+        match next {
+            Ok(Some(mut session)) => {
+                session.set_reset_tracker(resets.clone());
+                // a stream cancelled before it started costs nothing more
+                if !session.poll_client_reset() && abort_deadline.is_none() {
+                    let app = app.clone();
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        let session = ServerSession::new_http2(session);
+                        app.process_new_http(session, &shutdown).await;
+                    });
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                debug!("HTTP/2 connection with a client ended: {e}");
+                break;
+            }
+        }
+        if abort_deadline.is_none() && resets.exceeded() {
+            warn!(
+                "HTTP/2 client reset more than {} streams in {:?}: GOAWAY",
+                limits.max_resets_per_window, limits.reset_window
+            );
+            conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+            going_away = true;
+            abort_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(1));
         }
     }
+}
+
+/// Sleep until `deadline`, or forever without one.
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// During shutdown, whether the client of a kept-alive connection sends its
+/// next request within [`SHUTDOWN_IDLE_TIMEOUT`]: one already on its way is
+/// served (with `Connection: close`) rather than lost to the close. A stream
+/// that cannot peek goes on to the app, whose read applies the same limit.
+async fn next_request_arrives(stream: &mut Stream) -> bool {
+    let mut byte = [0u8; 1];
+    // data, end of stream or "cannot peek": the app's read decides
+    matches!(
+        tokio::time::timeout(SHUTDOWN_IDLE_TIMEOUT, stream.try_peek(&mut byte)).await,
+        Ok(Ok(_))
+    )
 }
 
 #[async_trait]
@@ -158,8 +285,10 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let h2c = self.server_options().is_some_and(|o| o.h2c);
-        if h2c && starts_with_h2_preface(&mut stream).await? {
-            warn!("HTTP/2 (h2c) connection refused: HTTP/2 is not supported yet");
+        let h2 = stream.selected_alpn_proto() == Some(ALPN::H2)
+            || (h2c && starts_with_h2_preface(&mut stream).await?);
+        if h2 {
+            serve_h2(self, stream, shutdown).await;
             return None;
         }
         let mut session = ServerSession::new_http1(stream);
@@ -171,11 +300,11 @@ where
         // serve the requests of this connection one after the other
         let mut next = self.process_new_http(session, shutdown).await;
         while let Some(reused) = next {
-            if *shutdown.borrow() {
-                debug!("shutting down: closing a reusable HTTP connection");
+            let (mut stream, settings) = reused.consume();
+            if *shutdown.borrow() && !next_request_arrives(&mut stream).await {
+                debug!("shutting down: closing an idle HTTP connection");
                 return None;
             }
-            let (stream, settings) = reused.consume();
             let mut session = ServerSession::new_http1(stream);
             if let Some(settings) = settings {
                 settings.apply_to_session(&mut session);
@@ -187,5 +316,48 @@ where
 
     async fn cleanup(&self) {
         self.http_cleanup().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocols::l4::stream::Stream as L4Stream;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    async fn pair() -> (TcpStream, Stream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let c = TcpStream::connect(l.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (s, _) = l.accept().await.expect("accept");
+        (c, Box::new(L4Stream::from(s)))
+    }
+
+    #[tokio::test]
+    async fn preface_split_over_writes_is_recognised() {
+        let (mut c, mut s) = pair().await;
+        c.write_all(&H2_PREFACE[..10]).await.expect("write");
+        let rest = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            c.write_all(&H2_PREFACE[10..]).await.expect("write");
+            c
+        });
+        assert_eq!(starts_with_h2_preface(&mut s).await, Some(true));
+        drop(rest.await);
+    }
+
+    #[tokio::test]
+    async fn http1_is_not_taken_for_the_preface() {
+        let (mut c, mut s) = pair().await;
+        c.write_all(b"PUT / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        assert_eq!(starts_with_h2_preface(&mut s).await, Some(false));
+        // a partial preface that never completes is not HTTP/2 either
+        let (mut c, mut s) = pair().await;
+        c.write_all(b"PRI * HTTP/2.0\r\n").await.expect("write");
+        assert_eq!(starts_with_h2_preface(&mut s).await, Some(false));
     }
 }

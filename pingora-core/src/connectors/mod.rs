@@ -10,6 +10,8 @@ pub mod l4;
 mod offload;
 mod proxy;
 mod reuse;
+#[cfg(any(feature = "openssl", feature = "boringssl"))]
+pub(crate) mod tls;
 
 pub use l4::Connect as L4Connect;
 
@@ -21,7 +23,8 @@ use offload::OffloadRuntime;
 use parking_lot::RwLock;
 use pingora_error::{Error, ErrorSource, ErrorType::*, Result};
 use pingora_pool::{ConnectionMeta, ConnectionPool};
-use reuse::{test_reusable_stream, IdleStream};
+use reuse::{count_connection, test_buffered, test_reusable_stream, IdleStream};
+pub use reuse::{upstream_reuse_stats, UpstreamReuseStats};
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -110,12 +113,42 @@ pub struct TransportConnector {
     bind_to_v4: Vec<SocketAddr>,
     bind_to_v6: Vec<SocketAddr>,
     preferred_http_version: PreferredHttpVersion,
+    tls_ctx: TlsCtx,
+}
+
+/// The TLS client context (none without a TLS backend, or when it could not
+/// be created: TLS peers then fail to connect).
+#[cfg(any(feature = "openssl", feature = "boringssl"))]
+type TlsCtx = Option<Arc<tls::TlsConnector>>;
+#[cfg(not(any(feature = "openssl", feature = "boringssl")))]
+type TlsCtx = Option<NoTls>;
+
+/// Without a TLS backend there is no TLS context (uninhabited).
+#[cfg(not(any(feature = "openssl", feature = "boringssl")))]
+#[derive(Clone)]
+enum NoTls {}
+
+#[cfg(any(feature = "openssl", feature = "boringssl"))]
+fn new_tls_ctx(options: &ConnectorOptions) -> TlsCtx {
+    match tls::TlsConnector::new(Some(options)) {
+        Ok(ctx) => Some(Arc::new(ctx)),
+        Err(e) => {
+            log::error!("{e}");
+            None
+        }
+    }
+}
+
+#[cfg(not(any(feature = "openssl", feature = "boringssl")))]
+fn new_tls_ctx(_options: &ConnectorOptions) -> TlsCtx {
+    None
 }
 
 impl TransportConnector {
     /// A connector with the given options (defaults when `None`).
     pub fn new(options: Option<ConnectorOptions>) -> Self {
         let options = options.unwrap_or_else(|| ConnectorOptions::new(DEFAULT_POOL_SIZE));
+        let tls_ctx = new_tls_ctx(&options);
         TransportConnector {
             connection_pool: Arc::new(ConnectionPool::new(options.keepalive_pool_size)),
             offload: options
@@ -124,6 +157,7 @@ impl TransportConnector {
             bind_to_v4: options.bind_to_v4,
             bind_to_v6: options.bind_to_v6,
             preferred_http_version: PreferredHttpVersion::default(),
+            tls_ctx,
         }
     }
 
@@ -141,13 +175,14 @@ impl TransportConnector {
         let bind_to = l4::bind_to_random(peer, &self.bind_to_v4, &self.bind_to_v6);
         let alpn = self.preferred_http_version.get(key);
         let Some(offload) = &self.offload else {
-            return do_connect(peer, bind_to, alpn).await;
+            return do_connect(peer, bind_to, alpn, &self.tls_ctx).await;
         };
         let rt = offload
             .get_runtime(key)
             .map_err(|e| Error::because(InternalError, "failed to start offload runtime", e))?;
         let peer = peer.clone();
-        rt.spawn(async move { do_connect(&peer, bind_to, alpn).await })
+        let tls_ctx = self.tls_ctx.clone();
+        rt.spawn(async move { do_connect(&peer, bind_to, alpn, &tls_ctx).await })
             .await
             .map_err(|e| Error::because(InternalError, "offloaded connect failed", e))?
     }
@@ -177,14 +212,21 @@ impl TransportConnector {
                 warn!("pooled stream still shared after checkout, dropping it");
                 continue;
             };
-            let Some(mut stream) = idle.into_inner().into_undisturbed() else {
+            let idle = idle.into_inner();
+            let probe = idle.idle_for() >= reuse::PROBE_AFTER_IDLE;
+            let Some(mut stream) = idle.into_undisturbed() else {
                 continue;
             };
-            if !custom_l4 && !peer.matches_fd(stream.id()) {
+            if !custom_l4 && !connected_to(&stream, peer) {
                 warn!("pooled stream for {peer} is connected elsewhere, dropping it");
                 continue;
             }
-            if test_reusable_stream(&mut stream) {
+            let healthy = if probe {
+                test_reusable_stream(&mut stream)
+            } else {
+                test_buffered(&mut stream)
+            };
+            if healthy {
                 debug!("reusing connection to {peer}");
                 return Some(stream);
             }
@@ -200,7 +242,9 @@ impl TransportConnector {
     /// available to watch it. While pooled it is closed after `idle_timeout`
     /// or as soon as the upstream closes it.
     pub fn release_stream(&self, mut stream: Stream, key: u64, idle_timeout: Option<Duration>) {
-        if !test_reusable_stream(&mut stream) {
+        // No kernel probe here: the idle watcher started below notices a
+        // close (or stray bytes) as soon as the runtime learns about it.
+        if !test_buffered(&mut stream) {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -231,9 +275,12 @@ impl TransportConnector {
         // offload runtime pick
         let key = peer.reuse_hash();
         if let Some(stream) = self.reused_stream_keyed(peer, key).await {
+            count_connection(true);
             return Ok((stream, true));
         }
-        Ok((self.new_stream_keyed(peer, key).await?, false))
+        let stream = self.new_stream_keyed(peer, key).await?;
+        count_connection(false);
+        Ok((stream, false))
     }
 
     /// Offer only HTTP/1.1 through ALPN to `peer` from now on (e.g. after it
@@ -251,28 +298,46 @@ impl Drop for TransportConnector {
     }
 }
 
-/// Connect to `peer` within its total connection timeout.
+/// Whether `stream` is connected to `peer`'s address. Uses the address the
+/// stream's socket digest remembers (looked up once per connection) rather
+/// than a `getpeername` per reuse.
+fn connected_to<P: Peer>(stream: &Stream, peer: &P) -> bool {
+    let cached = stream
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().cloned());
+    match cached {
+        Some(addr) => addr == *peer.address(),
+        None => peer.matches_fd(stream.id()),
+    }
+}
+
+/// Connect to `peer` within its total connection timeout: L4, then TLS
+/// when the peer asks for it (never falling back to plain text).
 async fn do_connect<P: Peer + Send + Sync>(
     peer: &P,
     bind_to: Option<l4::BindTo>,
     alpn_override: Option<ALPN>,
+    tls_ctx: &TlsCtx,
 ) -> Result<Stream> {
-    if peer.tls() {
-        // Never fall back to plain text for a peer that asked for TLS.
-        let alpn = alpn_override.or_else(|| peer.get_alpn().copied());
-        let mut e = Error::explain(
-            TLSHandshakeFailure,
-            format!(
-                "TLS support arrives with the TLS backend features; cannot connect to {peer} \
-                 (alpn {alpn:?})"
-            ),
-        );
-        e.esource = ErrorSource::Internal;
-        return Err(e);
-    }
     let connect = async {
-        let stream = l4::connect(peer, bind_to).await?;
-        Ok(Box::new(stream) as Stream)
+        if peer.tls() {
+            let Some(ctx) = tls_ctx else {
+                let mut e = Error::explain(
+                    TLSHandshakeFailure,
+                    format!(
+                        "cannot connect to {peer} with TLS: built without a TLS backend \
+                         (enable the `openssl` or `boringssl` feature)"
+                    ),
+                );
+                e.esource = ErrorSource::Internal;
+                return Err(e);
+            };
+            let stream = l4::connect(peer, bind_to).await?;
+            tls_connect(ctx, stream, peer, alpn_override).await
+        } else {
+            let stream = l4::connect(peer, bind_to).await?;
+            Ok(Box::new(stream) as Stream)
+        }
     };
     l4::within(
         peer.total_connection_timeout(),
@@ -280,6 +345,26 @@ async fn do_connect<P: Peer + Send + Sync>(
         connect,
     )
     .await
+}
+
+#[cfg(any(feature = "openssl", feature = "boringssl"))]
+async fn tls_connect<P: Peer + Send + Sync>(
+    ctx: &tls::TlsConnector,
+    stream: crate::protocols::l4::stream::Stream,
+    peer: &P,
+    alpn_override: Option<ALPN>,
+) -> Result<Stream> {
+    Ok(Box::new(ctx.connect(stream, peer, alpn_override).await?))
+}
+
+#[cfg(not(any(feature = "openssl", feature = "boringssl")))]
+async fn tls_connect<P: Peer + Send + Sync>(
+    ctx: &NoTls,
+    _stream: crate::protocols::l4::stream::Stream,
+    _peer: &P,
+    _alpn_override: Option<ALPN>,
+) -> Result<Stream> {
+    match *ctx {}
 }
 
 /// Remembers peers (by reuse hash) that must be offered HTTP/1.1 only.

@@ -11,7 +11,7 @@ use std::fs::Permissions;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener};
@@ -237,9 +237,37 @@ fn dup_fd(fd: RawFd, addr: &str) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// Check that a recorded (e.g. handed-over) socket is a listening socket of
+/// the kind `addr` asks for, so that a changed configuration cannot make a
+/// TCP endpoint accept on a Unix socket or on a connected stream.
+fn check_adopted(addr: &ServerAddress, fd: &OwnedFd) -> Result<()> {
+    let sock = socket2::SockRef::from(fd);
+    let listening = sock.is_listener().or_err_with(BindError, || {
+        format!("the recorded socket of {} is not usable", addr.as_ref())
+    })?;
+    let local = sock.local_addr().or_err_with(BindError, || {
+        format!("the recorded socket of {} is not usable", addr.as_ref())
+    })?;
+    let kind_ok = match addr {
+        ServerAddress::Tcp(..) => local.as_socket().is_some(),
+        ServerAddress::Uds(..) => local.is_unix(),
+    };
+    if !listening || !kind_ok {
+        return Error::e_explain(
+            BindError,
+            format!(
+                "the recorded socket of {} is not a listening socket of that kind",
+                addr.as_ref()
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// Adopt the listening socket recorded for `addr`.
 fn from_raw_fd(addr: &ServerAddress, fd: RawFd) -> Result<Listener> {
     let owned = dup_fd(fd, addr.as_ref())?;
+    check_adopted(addr, &owned)?;
     match addr {
         ServerAddress::Tcp(a, _) => {
             let std_l = std::net::TcpListener::from(owned);
@@ -287,10 +315,17 @@ impl ListenerEndpoint {
             Some(fds) => {
                 let mut table = fds.lock().await;
                 match table.get(addr.as_ref()) {
-                    Some(fd) => from_raw_fd(&addr, *fd)?,
+                    Some(fd) => {
+                        debug!("listening on {} with a recorded socket", addr.as_ref());
+                        from_raw_fd(&addr, *fd)?
+                    }
                     None => {
                         let l = bind(&addr).await?;
-                        table.add(addr.as_ref().to_string(), l.as_raw_fd());
+                        // the table keeps its own copy: it outlives this
+                        // listener until the server closes it, and can be
+                        // handed to a new process on upgrade
+                        let copy = dup_fd(l.as_raw_fd(), addr.as_ref())?;
+                        table.add(addr.as_ref().to_string(), copy.into_raw_fd());
                         l
                     }
                 }

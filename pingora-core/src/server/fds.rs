@@ -1,11 +1,27 @@
 //! The table of listening sockets a server owns, keyed by listen address.
 //!
 //! Listeners look their address up here before binding and record the
-//! sockets they bind, so that a zero downtime upgrade (a later addition) can
-//! hand the whole table to the next process.
+//! sockets they bind, so that a zero downtime upgrade can hand the whole
+//! table to the next process (see `transfer_fd`).
+//!
+//! The table does not close its descriptors when dropped: the server closes
+//! them with [`Fds::close_all()`] once it stops accepting. The listeners of
+//! this crate record a duplicate of their socket, so closing the table never
+//! closes a descriptor a listener still uses.
 
+use pingora_error::Result;
 use std::collections::HashMap;
-use std::os::unix::io::RawFd;
+use std::os::unix::io::{FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use super::transfer_fd;
+
+/// How long [`Fds::get_from_sock()`] waits for the old process.
+pub(crate) const RECEIVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long [`Fds::send_to_sock()`] waits for a new process to listen.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`Fds::send_to_sock()`] waits for the new process to confirm.
+pub(crate) const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Listening file descriptors by the address string they were bound to.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -52,6 +68,53 @@ impl Fds {
     pub fn deserialize(&mut self, binds: Vec<String>, fds: Vec<RawFd>) {
         for (bind, fd) in binds.into_iter().zip(fds) {
             self.map.insert(bind, fd);
+        }
+    }
+
+    /// Send every socket to a new process listening on the Unix socket
+    /// `path` (started with `-u`) and wait for it to confirm; returns how
+    /// many it took. Blocking.
+    pub fn send_to_sock(&self, path: &str) -> Result<usize> {
+        let sockets: Vec<(String, RawFd)> = self.map.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        transfer_fd::send_fds(&sockets, path, CONNECT_TIMEOUT, ACK_TIMEOUT)
+    }
+
+    /// Listen on the Unix socket `path` and add the sockets a running old
+    /// process sends there (on `SIGQUIT`). Blocking, for up to 30 seconds.
+    pub fn get_from_sock(&mut self, path: &str) -> Result<()> {
+        let received = transfer_fd::HandoverListener::bind(path)?.receive(RECEIVE_TIMEOUT)?;
+        self.merge(received);
+        Ok(())
+    }
+
+    /// Add the entries of `other`; on a clash, the descriptor of `other`
+    /// wins and the replaced one is closed.
+    pub(crate) fn merge(&mut self, other: Fds) {
+        for (bind, fd) in other.map {
+            if let Some(old) = self.map.insert(bind, fd) {
+                if old != fd {
+                    // SAFETY: the table owned `old` and no longer lists it
+                    drop(unsafe { OwnedFd::from_raw_fd(old) });
+                }
+            }
+        }
+    }
+
+    /// The recorded `(address, descriptor)` pairs.
+    pub(crate) fn entries(&self) -> Vec<(String, RawFd)> {
+        self.map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// Close every recorded descriptor and forget them all.
+    ///
+    /// Together with the listeners' own copies going away, this closes the
+    /// listening sockets, so new connections are refused (unless another
+    /// process took the sockets over).
+    pub(crate) fn close_all(&mut self) {
+        for (_, fd) in self.map.drain() {
+            // SAFETY: the server owns the table's descriptors (see the
+            // module documentation) and they are forgotten here
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
         }
     }
 }

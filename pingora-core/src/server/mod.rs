@@ -1,21 +1,30 @@
-//! The server process: configuration, services, runtimes and signals.
+//! The server process: configuration, services, runtimes, signals and the
+//! zero downtime upgrade.
 //!
 //! A [`Server`] owns any number of [`Service`]s. [`Server::run_forever()`]
 //! starts each service on its own tokio runtime and then waits for a
 //! shutdown signal:
 //!
-//! * `SIGINT`: fast shutdown, runtimes are stopped at once;
-//! * `SIGTERM`: graceful shutdown. The [`ShutdownWatch`] turns `true`, so
-//!   listeners stop accepting and apps stop reusing connections; in-flight
-//!   sessions get `grace_period_seconds` (a second signal cuts it short),
-//!   then the runtimes get `graceful_shutdown_timeout_seconds` to stop;
-//! * `SIGQUIT`: reserved for the zero downtime upgrade, which is not
-//!   implemented yet; handled as a graceful shutdown.
+//! * `SIGQUIT`: graceful upgrade. The listening sockets are handed to a new
+//!   process started with `-u` (over `upgrade_sock`, see `transfer_fd`);
+//!   once it confirms, this process stops accepting and drains. When no new
+//!   process takes the sockets, this one logs why and keeps serving;
+//! * `SIGTERM`: graceful shutdown. The server keeps accepting for
+//!   `grace_period_seconds` (so load balancers can notice it is going), then
+//!   stops accepting, closes its listening sockets and drains;
+//! * `SIGINT`: fast shutdown, runtimes are stopped at once.
+//!
+//! Draining: the [`ShutdownWatch`] turns `true`; apps answer requests in
+//! flight (HTTP/1 with `Connection: close`), close idle keep-alive
+//! connections after [`SHUTDOWN_IDLE_TIMEOUT`], background services return,
+//! and the process exits as soon as every service is done, or after
+//! `graceful_shutdown_timeout_seconds` at the latest.
 
 pub mod configuration;
 mod daemon;
 mod fds;
 pub(crate) mod runtime;
+mod transfer_fd;
 
 use async_trait::async_trait;
 use log::{debug, error, info, warn};
@@ -24,22 +33,31 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 use tokio::signal::unix;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{oneshot, watch, Mutex};
+use tokio::time::Instant;
 
 use crate::services::Service;
 use configuration::{Opt, ServerConf};
 pub use fds::Fds;
 use runtime::Runtime;
+use transfer_fd::HandoverListener;
 
-/// Default seconds in-flight sessions get after a graceful shutdown starts.
+/// Default seconds a `SIGTERM`ed server keeps accepting before it drains.
 const EXIT_TIMEOUT: u64 = 60 * 5;
-/// Default seconds the runtimes get to stop at the end of a graceful shutdown.
+/// Default seconds a graceful shutdown gives in-flight work to finish.
 const RUNTIME_SHUTDOWN_TIMEOUT: u64 = 5;
 
-/// Turns `true` once the server starts to shut down.
+/// How long, once shutdown started, a connection between two requests
+/// still waits for the next one: a client that already sends it is served
+/// (with `Connection: close`) instead of racing the close. Idle connections
+/// are closed after this.
+pub const SHUTDOWN_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Turns `true` once the server starts to shut down (stops accepting).
 ///
-/// Services and apps watch it to stop accepting and to close connections
-/// after the request in flight.
+/// Services and apps watch it to stop accepting, to close idle connections,
+/// to tell clients to go away (HTTP/1 `Connection: close`, HTTP/2 `GOAWAY`)
+/// and, for background services, to return.
 pub type ShutdownWatch = watch::Receiver<bool>;
 
 /// The listening sockets of this process, shared by all services.
@@ -48,12 +66,12 @@ pub type ListenFds = Arc<Mutex<Fds>>;
 /// Which kind of shutdown has been requested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShutdownSignal {
-    /// Hand the listening sockets to a new process, then shut down
-    /// gracefully. Socket hand-over is not implemented yet, so this is
-    /// currently the same as [`Self::GracefulTerminate`].
+    /// Hand the listening sockets to a new process, then stop accepting and
+    /// drain within [`ServerConf::graceful_shutdown_timeout_seconds`]. When
+    /// the hand-over fails the server keeps running.
     GracefulUpgrade,
-    /// Stop accepting, give in-flight sessions
-    /// [`ServerConf::grace_period_seconds`], then stop the runtimes within
+    /// Keep accepting for [`ServerConf::grace_period_seconds`], then stop
+    /// accepting and drain within
     /// [`ServerConf::graceful_shutdown_timeout_seconds`].
     GracefulTerminate,
     /// Stop the runtimes immediately.
@@ -129,6 +147,8 @@ enum Bootstrap {
 pub struct Server {
     services: Vec<Box<dyn Service>>,
     listen_fds: Option<ListenFds>,
+    /// `-u`: where the old process will send its sockets.
+    upgrade_listener: Option<HandoverListener>,
     shutdown_watch: watch::Sender<bool>,
     // kept so that sending on `shutdown_watch` never fails for lack of receivers
     shutdown_recv: ShutdownWatch,
@@ -179,6 +199,7 @@ impl Server {
         Server {
             services: vec![],
             listen_fds: None,
+            upgrade_listener: None,
             shutdown_watch: tx,
             shutdown_recv: rx,
             configuration: Arc::new(conf),
@@ -199,8 +220,9 @@ impl Server {
     /// Prepare to run.
     ///
     /// With `-t` it exits the process: 0 when the configuration is valid,
-    /// 1 with the reason otherwise. It also exits with 1 when an option
-    /// cannot be honoured (e.g. `-u`, not implemented yet).
+    /// 1 with the reason otherwise. With `-u` it starts listening on
+    /// `upgrade_sock` for the old process's sockets, which [`Self::run()`]
+    /// then waits for. Any failure exits the process with 1 and the reason.
     pub fn bootstrap(&mut self) {
         info!("bootstrap starting");
         debug!("{:#?}", self.options);
@@ -208,6 +230,7 @@ impl Server {
             Ok(Bootstrap::Ready) => info!("bootstrap done"),
             Ok(Bootstrap::TestPassed) => {
                 info!("server test passed, exiting");
+                eprintln!("configuration test passed");
                 std::process::exit(0);
             }
             Err(e) => {
@@ -221,18 +244,15 @@ impl Server {
     fn try_bootstrap(&mut self) -> Result<Bootstrap> {
         let conf = self.configuration.as_ref().clone().validate()?;
         if self.options.as_ref().is_some_and(|o| o.test) {
+            // also resolve what daemon mode would need, to report it now
+            if conf.user.is_some() || conf.group.is_some() {
+                daemon::check_identity(&conf)?;
+            }
             debug!("configuration under test: {conf:?}");
             return Ok(Bootstrap::TestPassed);
         }
         if self.options.as_ref().is_some_and(|o| o.upgrade) {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                format!(
-                    "zero downtime upgrade (-u) is not supported yet: listening sockets \
-                     cannot be received from the old process over {}",
-                    conf.upgrade_sock
-                ),
-            );
+            self.upgrade_listener = Some(HandoverListener::bind(&conf.upgrade_sock)?);
         }
         self.listen_fds = Some(Arc::new(Mutex::new(Fds::new())));
         Ok(Bootstrap::Ready)
@@ -247,54 +267,63 @@ impl Server {
         std::process::exit(0)
     }
 
-    /// Run until `run_args.shutdown_signal` asks to stop and every runtime
-    /// has stopped.
+    /// Run until `run_args.shutdown_signal` asks to stop and every service
+    /// is done (or the drain timeout passed).
     ///
     /// With `daemon` set the process forks first: call this before starting
-    /// any thread of your own. A daemonization failure exits the process
-    /// with 1.
+    /// any thread of your own. When started with `-u`, the services start
+    /// once the old process handed its sockets over. A daemonization or
+    /// hand-over failure exits the process with 1.
     pub fn run(mut self, run_args: RunArgs) {
         let conf = self.configuration.clone();
         if conf.daemon {
             // the shared timer thread does not survive fork(): let it restart
             pingora_timeout::fast_timeout::pause_for_fork();
-            let daemonized = daemon::daemonize(&conf);
+            let upgrade_sock = self.upgrade_listener.as_ref().map(|l| l.path());
+            let daemonized = daemon::daemonize(&conf, upgrade_sock.as_slice());
             pingora_timeout::fast_timeout::unpause();
             if let Err(e) = daemonized {
-                error!("cannot daemonize: {e}");
-                eprintln!("cannot daemonize: {e}");
-                std::process::exit(1);
+                fail_exit("cannot daemonize", &e);
             }
         }
-        if self.listen_fds.is_none() {
-            // run() without bootstrap(): the process still owns a socket table
-            self.listen_fds = Some(Arc::new(Mutex::new(Fds::new())));
-        }
-
-        let mut runtimes = Vec::with_capacity(self.services.len());
-        for service in std::mem::take(&mut self.services) {
-            let threads = service.threads().unwrap_or(conf.threads);
-            match self.start_service(service, threads) {
-                Ok(rt) => runtimes.push(rt),
-                Err(e) => {
-                    error!("{e}");
-                    // keep going: the other services still serve, and the
-                    // signal handling below shuts everything down cleanly
-                }
+        let fds = self
+            .listen_fds
+            .get_or_insert_with(|| Arc::new(Mutex::new(Fds::new())))
+            .clone();
+        if let Some(listener) = self.upgrade_listener.take() {
+            match listener.receive(fds::RECEIVE_TIMEOUT) {
+                // no runtime runs yet: nothing else holds the lock
+                Ok(received) => fds.blocking_lock().merge(received),
+                Err(e) => fail_exit("upgrade failed", &e),
             }
         }
-
-        let shutdown_type = match tokio::runtime::Builder::new_current_thread()
+        let main_rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
         {
-            Ok(rt) => rt.block_on(self.main_loop(run_args)),
+            Ok(rt) => rt,
             Err(e) => {
-                error!("cannot create the server runtime, shutting down: {e}");
-                ShutdownSignal::FastShutdown
+                error!("cannot create the server runtime: {e}");
+                std::process::exit(1);
             }
         };
 
+        let mut runtimes = Vec::with_capacity(self.services.len());
+        let mut done = Vec::with_capacity(self.services.len());
+        for service in std::mem::take(&mut self.services) {
+            let threads = service.threads().unwrap_or(conf.threads);
+            match self.start_service(service, threads) {
+                Ok((rt, finished)) => {
+                    runtimes.push(rt);
+                    done.push(finished);
+                }
+                // keep going: the other services still serve, and the
+                // signal handling below shuts everything down cleanly
+                Err(e) => error!("{e}"),
+            }
+        }
+
+        let shutdown_type = main_rt.block_on(self.main_loop(&run_args));
         let timeout = match shutdown_type {
             ShutdownSignal::FastShutdown => Duration::ZERO,
             _ => Duration::from_secs(
@@ -302,10 +331,33 @@ impl Server {
                     .unwrap_or(RUNTIME_SHUTDOWN_TIMEOUT),
             ),
         };
+        let deadline = Instant::now() + timeout;
+        if !timeout.is_zero() {
+            info!("draining: waiting up to {timeout:?} for in-flight work");
+            let waited = main_rt.block_on(async {
+                tokio::select! {
+                    _ = futures::future::join_all(done) => true,
+                    _ = tokio::time::sleep_until(deadline) => false,
+                    next = wait_for_fast(&run_args) => {
+                        info!("drain cut short by {next:?}");
+                        false
+                    }
+                }
+            });
+            if waited {
+                info!("every service finished");
+            } else {
+                warn!("drain timeout: stopping services with work still in flight");
+            }
+        }
+        // the hand-over thread (if still blocked) must not hold up the exit
+        main_rt.shutdown_background();
+
+        let left = deadline.saturating_duration_since(Instant::now());
         info!("stopping {} service runtime(s)", runtimes.len());
         let stops: Vec<_> = runtimes
             .into_iter()
-            .map(|rt| thread::spawn(move || rt.shutdown_timeout(timeout)))
+            .map(|rt| thread::spawn(move || rt.shutdown_timeout(left)))
             .collect();
         for stop in stops {
             if stop.join().is_err() {
@@ -314,7 +366,13 @@ impl Server {
         }
     }
 
-    fn start_service(&self, mut service: Box<dyn Service>, threads: usize) -> Result<Runtime> {
+    /// Start `service` on its own runtime; the receiver resolves once the
+    /// service returned (or its task ended in any other way).
+    fn start_service(
+        &self,
+        mut service: Box<dyn Service>,
+        threads: usize,
+    ) -> Result<(Runtime, oneshot::Receiver<()>)> {
         let name = service.name().to_string();
         let rt = Runtime::new(&name, threads, self.configuration.work_stealing)
             .or_err_with(ErrorType::InternalError, || {
@@ -323,56 +381,126 @@ impl Server {
         let fds = self.listen_fds.clone();
         let shutdown = self.shutdown_recv.clone();
         let per_fd = self.configuration.listener_tasks_per_fd;
+        let (finished, done) = oneshot::channel();
         rt.handle().spawn(async move {
             service.start_service(fds, shutdown, per_fd).await;
             info!("service {name} exited");
+            let _ = finished.send(());
         });
-        Ok(rt)
+        Ok((rt, done))
     }
 
-    /// Wait for the shutdown request, broadcast it and sit out the grace
-    /// period. Returns the kind of shutdown to finish with.
-    async fn main_loop(&self, run_args: RunArgs) -> ShutdownSignal {
-        let signal = run_args.shutdown_signal.recv().await;
-        match signal {
-            ShutdownSignal::FastShutdown => {
-                info!("fast shutdown requested (SIGINT), exiting");
-                return signal;
-            }
-            ShutdownSignal::GracefulTerminate => {
-                info!("graceful shutdown requested (SIGTERM)");
-            }
-            ShutdownSignal::GracefulUpgrade => {
-                warn!(
-                    "upgrade requested (SIGQUIT) but socket hand-over is not implemented yet: \
-                     shutting down gracefully without handing sockets over"
-                );
-            }
-        }
-        self.broadcast_shutdown();
-        let grace = self
-            .configuration
-            .grace_period_seconds
-            .unwrap_or(EXIT_TIMEOUT);
-        info!("graceful shutdown: grace period of {grace}s starts");
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(grace)) => {
-                info!("graceful shutdown: grace period ends");
-                signal
-            }
-            next = run_args.shutdown_signal.recv() => {
-                info!("graceful shutdown: cut short by {next:?}");
-                next
+    /// Wait for the shutdown request and carry out its first part: the
+    /// grace period, or the socket hand-over. Returns the kind of shutdown
+    /// to finish with; the listeners have stopped unless it is fast.
+    async fn main_loop(&self, run_args: &RunArgs) -> ShutdownSignal {
+        loop {
+            match run_args.shutdown_signal.recv().await {
+                ShutdownSignal::FastShutdown => {
+                    info!("fast shutdown requested (SIGINT), exiting");
+                    return ShutdownSignal::FastShutdown;
+                }
+                ShutdownSignal::GracefulTerminate => {
+                    let grace = Duration::from_secs(
+                        self.configuration
+                            .grace_period_seconds
+                            .unwrap_or(EXIT_TIMEOUT),
+                    );
+                    info!("graceful shutdown requested (SIGTERM): accepting for {grace:?} more");
+                    tokio::select! {
+                        _ = tokio::time::sleep(grace) => info!("grace period over"),
+                        next = run_args.shutdown_signal.recv() => {
+                            if next == ShutdownSignal::FastShutdown {
+                                info!("grace period cut short by a fast shutdown");
+                                return next;
+                            }
+                            info!("grace period cut short by {next:?}");
+                        }
+                    }
+                    self.stop_accepting().await;
+                    return ShutdownSignal::GracefulTerminate;
+                }
+                ShutdownSignal::GracefulUpgrade => {
+                    info!(
+                        "upgrade requested (SIGQUIT): handing the listening sockets over {}",
+                        self.configuration.upgrade_sock
+                    );
+                    match self.hand_over(run_args).await {
+                        Ok(Some(n)) => {
+                            info!("the new process took {n} listening socket(s), draining");
+                            self.stop_accepting().await;
+                            return ShutdownSignal::GracefulUpgrade;
+                        }
+                        Ok(None) => return ShutdownSignal::FastShutdown,
+                        Err(e) => {
+                            error!("upgrade failed, this process keeps serving: {e}");
+                        }
+                    }
+                }
             }
         }
     }
 
-    fn broadcast_shutdown(&self) {
+    /// Send the socket table to the new process. `Ok(None)` when a fast
+    /// shutdown interrupted it.
+    async fn hand_over(&self, run_args: &RunArgs) -> Result<Option<usize>> {
+        let sockets = match &self.listen_fds {
+            Some(fds) => fds.lock().await.entries(),
+            None => vec![],
+        };
+        let path = self.configuration.upgrade_sock.clone();
+        let send = tokio::task::spawn_blocking(move || {
+            transfer_fd::send_fds(&sockets, &path, fds::CONNECT_TIMEOUT, fds::ACK_TIMEOUT)
+        });
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                sent = &mut send => {
+                    return sent
+                        .or_err(ErrorType::InternalError, "the hand-over task failed")?
+                        .map(Some);
+                }
+                next = run_args.shutdown_signal.recv() => {
+                    if next == ShutdownSignal::FastShutdown {
+                        info!("hand-over interrupted by a fast shutdown");
+                        return Ok(None);
+                    }
+                    warn!("{next:?} ignored: a socket hand-over is in progress");
+                }
+            }
+        }
+    }
+
+    /// Flip the shutdown watch (listeners stop accepting, apps drain) and
+    /// close this process's copies of the listening sockets.
+    async fn stop_accepting(&self) {
         match self.shutdown_watch.send(true) {
-            Ok(()) => info!("graceful shutdown broadcast"),
+            Ok(()) => info!("stopped accepting; shutdown broadcast to all services"),
             Err(e) => error!("graceful shutdown broadcast failed: {e}"),
         }
+        if let Some(fds) = &self.listen_fds {
+            fds.lock().await.close_all();
+        }
     }
+}
+
+/// Resolve on a fast shutdown request; other requests are logged and
+/// ignored (a shutdown is already under way).
+async fn wait_for_fast(run_args: &RunArgs) -> ShutdownSignal {
+    loop {
+        let next = run_args.shutdown_signal.recv().await;
+        if next == ShutdownSignal::FastShutdown {
+            return next;
+        }
+        info!("{next:?} ignored: already shutting down");
+    }
+}
+
+/// Log and print why the process cannot go on, and exit with 1.
+fn fail_exit(what: &str, e: &Error) -> ! {
+    error!("{what}: {e}");
+    eprintln!("{what}: {e}");
+    std::process::exit(1)
 }
 
 #[cfg(test)]

@@ -51,10 +51,42 @@ fn invalid_conf_file_fails_server_new() {
 }
 
 #[test]
-fn upgrade_is_refused_until_supported() {
-    let mut server = Server::new(opt(&["-u"])).expect("defaults");
-    let e = server.try_bootstrap().expect_err("not supported");
-    assert!(e.to_string().contains("not supported yet"), "{e}");
+fn upgrade_listens_on_upgrade_sock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("up.sock").display().to_string();
+    let conf = ServerConf {
+        upgrade_sock: sock.clone(),
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt(&["-u"]), conf);
+    assert_eq!(server.try_bootstrap().expect("ok"), Bootstrap::Ready);
+    assert!(server.upgrade_listener.is_some());
+    assert!(std::path::Path::new(&sock).exists());
+    // the socket file goes away with the listener
+    drop(server);
+    assert!(!std::path::Path::new(&sock).exists());
+}
+
+#[test]
+fn upgrade_reports_an_unusable_upgrade_sock() {
+    let conf = ServerConf {
+        upgrade_sock: "/nonexistent-dir/up.sock".into(),
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt(&["-u"]), conf);
+    let e = server.try_bootstrap().expect_err("cannot bind");
+    assert!(e.to_string().contains("/nonexistent-dir/up.sock"), "{e}");
+}
+
+#[test]
+fn test_flag_reports_unknown_user() {
+    let conf = ServerConf {
+        user: Some("no-such-user-xyz".into()),
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt(&["-t"]), conf);
+    let e = server.try_bootstrap().expect_err("unknown user");
+    assert!(e.to_string().contains("no-such-user-xyz"), "{e}");
 }
 
 #[test]

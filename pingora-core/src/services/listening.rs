@@ -16,6 +16,9 @@ use crate::server::runtime::current_handle;
 use crate::server::{ListenFds, ShutdownWatch};
 use crate::services::Service as ServiceTrait;
 
+mod tracker;
+use tracker::ConnTracker;
+
 /// How long the accept loop pauses when the process is out of file
 /// descriptors: accept() would fail again at once and spin.
 const EMFILE_BACKOFF: Duration = Duration::from_millis(500);
@@ -67,6 +70,39 @@ impl<A> Service<A> {
         self.listeners.add_tcp_with_settings(addr, sock_opt);
     }
 
+    /// Listen with TLS on a TCP address, with the certificate chain and key
+    /// in the PEM files `cert_path` and `key_path` (Mozilla intermediate
+    /// profile, see [`TlsSettings`](crate::listeners::TlsSettings)).
+    #[cfg(any(feature = "openssl", feature = "boringssl"))]
+    pub fn add_tls(&mut self, addr: &str, cert_path: &str, key_path: &str) -> Result<()> {
+        self.listeners.add_tls(addr, cert_path, key_path)
+    }
+
+    /// Listen with TLS on a TCP address with socket options and TLS settings
+    /// (certificate callbacks, ALPN / HTTP/2, client certificates ...).
+    #[cfg(any(feature = "openssl", feature = "boringssl"))]
+    pub fn add_tls_with_settings(
+        &mut self,
+        addr: &str,
+        sock_opt: Option<TcpSocketOptions>,
+        settings: crate::listeners::TlsSettings,
+    ) {
+        self.listeners
+            .add_tls_with_settings(addr, sock_opt, settings);
+    }
+
+    /// Without a TLS backend this stops the build with a message saying
+    /// which feature to enable.
+    #[cfg(not(any(feature = "openssl", feature = "boringssl")))]
+    pub fn add_tls<P: crate::listeners::TlsBackendRequired>(
+        &mut self,
+        _addr: &str,
+        _cert_path: P,
+        _key_path: P,
+    ) -> Result<()> {
+        unreachable!("TlsBackendRequired has no implementations")
+    }
+
     /// Listen on a Unix socket at path `addr`; `perm` defaults to `0o666`.
     pub fn add_uds(&mut self, addr: &str, perm: Option<Permissions>) {
         self.listeners.add_uds(addr, perm);
@@ -112,7 +148,12 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
     }
 
     /// The accept loop of one endpoint; returns once shutdown starts.
-    async fn run_endpoint(app_logic: Arc<A>, stack: TransportStack, mut shutdown: ShutdownWatch) {
+    async fn run_endpoint(
+        app_logic: Arc<A>,
+        stack: TransportStack,
+        mut shutdown: ShutdownWatch,
+        conns: Arc<ConnTracker>,
+    ) {
         let mut backoff = Duration::ZERO;
         loop {
             if *shutdown.borrow_and_update() {
@@ -135,7 +176,9 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                     backoff = Duration::ZERO;
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
+                    let guard = conns.track();
                     current_handle().spawn(async move {
+                        let _guard = guard;
                         match io.handshake().await {
                             Ok(stream) => Self::handle_event(stream, app, shutdown).await,
                             Err(e) => debug!("downstream handshake failed: {e}"),
@@ -192,6 +235,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServiceTrait for Service<A> {
             }
         };
         let app_logic = Arc::new(app_logic);
+        let conns = Arc::new(ConnTracker::default());
         let runtime = current_handle();
         let mut accept_loops = Vec::with_capacity(endpoints.len() * listeners_per_fd.max(1));
         for endpoint in endpoints {
@@ -207,7 +251,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServiceTrait for Service<A> {
                 let app = app_logic.clone();
                 let stack = endpoint.clone();
                 let shutdown = shutdown.clone();
-                accept_loops.push(runtime.spawn(Self::run_endpoint(app, stack, shutdown)));
+                let conns = conns.clone();
+                accept_loops.push(runtime.spawn(Self::run_endpoint(app, stack, shutdown, conns)));
             }
         }
         for result in futures::future::join_all(accept_loops).await {
@@ -215,7 +260,14 @@ impl<A: ServerApp + Send + Sync + 'static> ServiceTrait for Service<A> {
                 error!("an accept loop of service {} failed: {e}", self.name);
             }
         }
+        // wakes idle connections of apps that wait for their next request
         app_logic.cleanup().await;
+        let live = conns.live();
+        if live > 0 {
+            info!("service {}: draining {live} connection(s)", self.name);
+            conns.wait_idle().await;
+        }
+        info!("service {}: all connections closed", self.name);
     }
 
     fn name(&self) -> &str {

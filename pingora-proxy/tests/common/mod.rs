@@ -275,8 +275,34 @@ where
     SV: ProxyHttp + Send + Sync + 'static,
     SV::CTX: Send + Sync,
 {
+    start_proxy_with(sv, conf, None).await
+}
+
+/// Like [`start_proxy`], also serving HTTP/2 with prior knowledge (h2c) on the same port.
+pub async fn start_proxy_h2c<SV>(sv: SV) -> SocketAddr
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    let mut options = pingora_core::apps::HttpServerOptions::default();
+    options.h2c = true;
+    start_proxy_with(sv, ServerConf::default(), Some(options)).await
+}
+
+/// Serve `sv` with a server configuration and HTTP server options.
+pub async fn start_proxy_with<SV>(
+    sv: SV,
+    conf: ServerConf,
+    options: Option<pingora_core::apps::HttpServerOptions>,
+) -> SocketAddr
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
     let conf = Arc::new(conf);
-    let app = Arc::new(http_proxy(&conf, sv));
+    let mut proxy = http_proxy(&conf, sv);
+    proxy.server_options = options;
+    let app = Arc::new(proxy);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
     let addr = listener.local_addr().expect("proxy addr");
     tokio::spawn(async move {

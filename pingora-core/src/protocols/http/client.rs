@@ -1,23 +1,43 @@
 //! The protocol-independent client session used to talk to upstreams.
 
 use super::v1::client::HttpSession as Http1Session;
+use super::v2::client::Http2Session;
 use crate::protocols::{Digest, SocketAddr, Stream, UniqueID, UniqueIDType};
 use bytes::Bytes;
 use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::time::Duration;
 
-/// A client session over some HTTP version (only HTTP/1.x so far).
+/// A client session over HTTP/1.x or a stream of a shared HTTP/2 connection.
 pub enum HttpSession {
     /// An HTTP/1.x session.
     H1(Http1Session),
+    /// One stream of an HTTP/2 connection.
+    H2(Http2Session),
 }
 
 impl HttpSession {
+    /// The HTTP/2 session.
+    pub fn as_http2(&self) -> Option<&Http2Session> {
+        match self {
+            Self::H2(s) => Some(s),
+            Self::H1(_) => None,
+        }
+    }
+
+    /// The HTTP/2 session, mutable.
+    pub fn as_http2_mut(&mut self) -> Option<&mut Http2Session> {
+        match self {
+            Self::H2(s) => Some(s),
+            Self::H1(_) => None,
+        }
+    }
+
     /// The HTTP/1 session.
     pub fn as_http1(&self) -> Option<&Http1Session> {
         match self {
             Self::H1(s) => Some(s),
+            Self::H2(_) => None,
         }
     }
 
@@ -25,6 +45,7 @@ impl HttpSession {
     pub fn as_http1_mut(&mut self) -> Option<&mut Http1Session> {
         match self {
             Self::H1(s) => Some(s),
+            Self::H2(_) => None,
         }
     }
 
@@ -32,6 +53,7 @@ impl HttpSession {
     pub async fn write_request_header(&mut self, req: Box<RequestHeader>) -> Result<()> {
         match self {
             Self::H1(h1) => h1.write_request_header(req).await.map(|_| ()),
+            Self::H2(h2) => h2.write_request_header(req, false).await,
         }
     }
 
@@ -47,6 +69,7 @@ impl HttpSession {
                 }
                 Ok(())
             }
+            Self::H2(h2) => h2.write_request_body(data, end).await,
         }
     }
 
@@ -54,6 +77,7 @@ impl HttpSession {
     pub async fn finish_request_body(&mut self) -> Result<()> {
         match self {
             Self::H1(h1) => h1.finish_body().await.map(|_| ()),
+            Self::H2(h2) => h2.finish_request_body(),
         }
     }
 
@@ -61,6 +85,7 @@ impl HttpSession {
     pub fn set_read_timeout(&mut self, timeout: Duration) {
         match self {
             Self::H1(h1) => h1.read_timeout = Some(timeout),
+            Self::H2(h2) => h2.read_timeout = Some(timeout),
         }
     }
 
@@ -68,6 +93,7 @@ impl HttpSession {
     pub fn set_write_timeout(&mut self, timeout: Duration) {
         match self {
             Self::H1(h1) => h1.write_timeout = Some(timeout),
+            Self::H2(h2) => h2.write_timeout = Some(timeout),
         }
     }
 
@@ -75,6 +101,7 @@ impl HttpSession {
     pub async fn read_response_header(&mut self) -> Result<()> {
         match self {
             Self::H1(h1) => h1.read_response().await.map(|_| ()),
+            Self::H2(h2) => h2.read_response_header().await,
         }
     }
 
@@ -82,6 +109,7 @@ impl HttpSession {
     pub async fn read_response_body(&mut self) -> Result<Option<Bytes>> {
         match self {
             Self::H1(h1) => h1.read_body_bytes().await,
+            Self::H2(h2) => h2.read_response_body().await,
         }
     }
 
@@ -89,6 +117,7 @@ impl HttpSession {
     pub fn response_done(&mut self) -> bool {
         match self {
             Self::H1(h1) => h1.is_body_done(),
+            Self::H2(h2) => h2.response_finished(),
         }
     }
 
@@ -96,6 +125,7 @@ impl HttpSession {
     pub async fn shutdown(&mut self) {
         match self {
             Self::H1(h1) => h1.shutdown().await,
+            Self::H2(h2) => h2.shutdown(),
         }
     }
 
@@ -103,6 +133,7 @@ impl HttpSession {
     pub fn response_header(&self) -> Option<&ResponseHeader> {
         match self {
             Self::H1(h1) => h1.resp_header(),
+            Self::H2(h2) => h2.response_header(),
         }
     }
 
@@ -110,6 +141,7 @@ impl HttpSession {
     pub fn digest(&self) -> Option<&Digest> {
         match self {
             Self::H1(h1) => Some(h1.digest()),
+            Self::H2(h2) => Some(h2.digest()),
         }
     }
 
@@ -117,6 +149,7 @@ impl HttpSession {
     pub fn digest_mut(&mut self) -> Option<&mut Digest> {
         match self {
             Self::H1(h1) => Some(h1.digest_mut()),
+            Self::H2(_) => None,
         }
     }
 
@@ -124,6 +157,7 @@ impl HttpSession {
     pub fn server_addr(&self) -> Option<&SocketAddr> {
         match self {
             Self::H1(h1) => h1.server_addr(),
+            Self::H2(h2) => h2.server_addr(),
         }
     }
 
@@ -131,6 +165,7 @@ impl HttpSession {
     pub fn client_addr(&self) -> Option<&SocketAddr> {
         match self {
             Self::H1(h1) => h1.client_addr(),
+            Self::H2(h2) => h2.client_addr(),
         }
     }
 
@@ -138,6 +173,7 @@ impl HttpSession {
     pub fn stream(&self) -> Option<&Stream> {
         match self {
             Self::H1(h1) => Some(h1.stream()),
+            Self::H2(_) => None,
         }
     }
 }
@@ -148,6 +184,7 @@ impl UniqueID for HttpSession {
     fn id(&self) -> UniqueIDType {
         match self {
             Self::H1(h1) => h1.id(),
+            Self::H2(h2) => h2.id(),
         }
     }
 }

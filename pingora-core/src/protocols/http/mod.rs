@@ -1,13 +1,15 @@
 //! HTTP sessions: the [`ServerSession`] that reads requests and writes
 //! responses, and the client [`client::HttpSession`] that talks to upstreams.
-//! Only HTTP/1.x exists so far; both are enums so HTTP/2 can slot in.
+//! Both are enums over HTTP/1.x ([`v1`]) and HTTP/2 ([`v2`]).
 
 pub mod body_buffer;
+pub mod bridge;
 pub mod client;
 pub mod date;
 pub mod error_resp;
 pub mod server;
 pub mod v1;
+pub mod v2;
 
 pub use server::Session as ServerSession;
 

@@ -2,6 +2,7 @@
 
 use super::error_resp;
 use super::v1::server::HttpSession as SessionV1;
+use super::v2::server::HttpSession as SessionV2;
 use super::HttpTask;
 use crate::protocols::{Digest, SocketAddr, Stream};
 use bytes::Bytes;
@@ -11,10 +12,12 @@ use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::time::Duration;
 
-/// A server session over some HTTP version (only HTTP/1.x so far).
+/// A server session over HTTP/1.x or one stream of an HTTP/2 connection.
 pub enum Session {
     /// An HTTP/1.x session.
     H1(SessionV1),
+    /// One stream of an HTTP/2 connection.
+    H2(SessionV2),
 }
 
 impl Session {
@@ -23,9 +26,22 @@ impl Session {
         Session::H1(SessionV1::new(stream))
     }
 
-    /// Whether this is HTTP/2 (never, for now).
+    /// A session over one accepted HTTP/2 stream.
+    pub fn new_http2(session: SessionV2) -> Self {
+        Session::H2(session)
+    }
+
+    /// Whether this is an HTTP/2 stream.
     pub fn is_http2(&self) -> bool {
-        false
+        matches!(self, Session::H2(_))
+    }
+
+    /// The HTTP/2 session.
+    pub fn as_http2(&self) -> Option<&SessionV2> {
+        match self {
+            Session::H2(s) => Some(s),
+            Session::H1(_) => None,
+        }
     }
 
     /// Read the request head. `Ok(false)`: the client went away before
@@ -33,6 +49,7 @@ impl Session {
     pub async fn read_request(&mut self) -> Result<bool> {
         match self {
             Session::H1(s) => Ok(s.read_request().await?.is_some()),
+            Session::H2(_) => Ok(true),
         }
     }
 
@@ -42,6 +59,7 @@ impl Session {
     pub fn req_header(&self) -> &RequestHeader {
         match self {
             Session::H1(s) => s.req_header(),
+            Session::H2(s) => s.req_header(),
         }
     }
 
@@ -51,6 +69,7 @@ impl Session {
     pub fn req_header_mut(&mut self) -> &mut RequestHeader {
         match self {
             Session::H1(s) => s.req_header_mut(),
+            Session::H2(s) => s.req_header_mut(),
         }
     }
 
@@ -68,6 +87,7 @@ impl Session {
     pub async fn read_request_body(&mut self) -> Result<Option<Bytes>> {
         match self {
             Session::H1(s) => s.read_body_bytes().await,
+            Session::H2(s) => s.read_body_bytes().await,
         }
     }
 
@@ -75,6 +95,7 @@ impl Session {
     pub async fn drain_request_body(&mut self) -> Result<()> {
         match self {
             Session::H1(s) => s.drain_request_body().await,
+            Session::H2(s) => s.drain_request_body().await,
         }
     }
 
@@ -82,6 +103,7 @@ impl Session {
     pub async fn write_response_header(&mut self, resp: Box<ResponseHeader>) -> Result<()> {
         match self {
             Session::H1(s) => s.write_response_header(resp).await,
+            Session::H2(s) => s.write_response_header(resp, false),
         }
     }
 
@@ -89,6 +111,7 @@ impl Session {
     pub async fn write_response_header_ref(&mut self, resp: &ResponseHeader) -> Result<()> {
         match self {
             Session::H1(s) => s.write_response_header_ref(resp).await,
+            Session::H2(s) => s.write_response_header(Box::new(resp.clone()), false),
         }
     }
 
@@ -104,6 +127,7 @@ impl Session {
                 }
                 Ok(())
             }
+            Session::H2(s) => s.write_body(data, end).await,
         }
     }
 
@@ -115,16 +139,22 @@ impl Session {
                 .response_duplex_vec(vec![HttpTask::Trailer(Some(Box::new(trailers)))])
                 .await
                 .map(|_| ()),
+            Session::H2(s) => s.write_trailers(trailers),
         }
     }
 
     /// End the exchange. Returns the connection when it can serve another
-    /// request (pass it to [`Self::new_http1`]).
+    /// request (pass it to [`Self::new_http1`]); HTTP/2 streams never do (the
+    /// connection goes on serving its other streams).
     pub async fn finish(self) -> Result<Option<Stream>> {
         match self {
             Session::H1(mut s) => {
                 s.finish_body().await?;
                 s.reuse().await
+            }
+            Session::H2(mut s) => {
+                s.finish()?;
+                Ok(None)
             }
         }
     }
@@ -133,6 +163,7 @@ impl Session {
     pub async fn response_duplex_vec(&mut self, tasks: Vec<HttpTask>) -> Result<bool> {
         match self {
             Session::H1(s) => s.response_duplex_vec(tasks).await,
+            Session::H2(s) => s.response_duplex_vec(tasks).await,
         }
     }
 
@@ -141,6 +172,7 @@ impl Session {
     pub fn set_keepalive(&mut self, duration: Option<u64>) {
         match self {
             Session::H1(s) => s.set_server_keepalive(duration),
+            Session::H2(_) => {}
         }
     }
 
@@ -149,6 +181,7 @@ impl Session {
     pub fn get_keepalive(&self) -> Option<u64> {
         match self {
             Session::H1(s) => s.get_keepalive_timeout(),
+            Session::H2(_) => None,
         }
     }
 
@@ -157,6 +190,7 @@ impl Session {
     pub fn set_keepalive_reuses_remaining(&mut self, remaining: Option<u32>) {
         match self {
             Session::H1(s) => s.set_keepalive_reuses_remaining(remaining),
+            Session::H2(_) => {}
         }
     }
 
@@ -164,6 +198,7 @@ impl Session {
     pub fn get_keepalive_reuses_remaining(&self) -> Option<u32> {
         match self {
             Session::H1(s) => s.get_keepalive_reuses_remaining(),
+            Session::H2(_) => None,
         }
     }
 
@@ -171,6 +206,7 @@ impl Session {
     pub fn set_read_timeout(&mut self, timeout: Duration) {
         match self {
             Session::H1(s) => s.set_read_timeout(timeout),
+            Session::H2(s) => s.set_read_timeout(timeout),
         }
     }
 
@@ -178,6 +214,7 @@ impl Session {
     pub fn set_write_timeout(&mut self, timeout: Duration) {
         match self {
             Session::H1(s) => s.set_write_timeout(timeout),
+            Session::H2(s) => s.set_write_timeout(timeout),
         }
     }
 
@@ -185,6 +222,7 @@ impl Session {
     pub fn set_total_drain_timeout(&mut self, timeout: Duration) {
         match self {
             Session::H1(s) => s.set_total_drain_timeout(timeout),
+            Session::H2(s) => s.set_read_timeout(timeout),
         }
     }
 
@@ -192,6 +230,7 @@ impl Session {
     pub fn set_min_send_rate(&mut self, rate: usize) {
         match self {
             Session::H1(s) => s.set_min_send_rate(rate),
+            Session::H2(_) => {}
         }
     }
 
@@ -199,6 +238,7 @@ impl Session {
     pub fn set_ignore_info_resp(&mut self, ignore: bool) {
         match self {
             Session::H1(s) => s.set_ignore_info_resp(ignore),
+            Session::H2(_) => {}
         }
     }
 
@@ -206,6 +246,7 @@ impl Session {
     pub fn request_summary(&self) -> String {
         match self {
             Session::H1(s) => s.request_summary(),
+            Session::H2(s) => s.request_summary(),
         }
     }
 
@@ -213,6 +254,7 @@ impl Session {
     pub fn response_written(&self) -> Option<&ResponseHeader> {
         match self {
             Session::H1(s) => s.response_written(),
+            Session::H2(s) => s.response_written(),
         }
     }
 
@@ -220,6 +262,7 @@ impl Session {
     pub async fn shutdown(&mut self) {
         match self {
             Session::H1(s) => s.shutdown().await,
+            Session::H2(s) => s.shutdown(),
         }
     }
 
@@ -227,6 +270,7 @@ impl Session {
     pub fn to_h1_raw(&self) -> Bytes {
         match self {
             Session::H1(s) => s.get_headers_raw_bytes(),
+            Session::H2(s) => s.to_h1_raw(),
         }
     }
 
@@ -234,6 +278,7 @@ impl Session {
     pub fn is_body_done(&mut self) -> bool {
         match self {
             Session::H1(s) => s.is_body_done(),
+            Session::H2(s) => s.is_body_done(),
         }
     }
 
@@ -241,6 +286,7 @@ impl Session {
     pub async fn finish_body(&mut self) -> Result<()> {
         match self {
             Session::H1(s) => s.finish_body().await.map(|_| ()),
+            Session::H2(s) => s.finish_body(),
         }
     }
 
@@ -280,6 +326,7 @@ impl Session {
     pub fn is_body_empty(&mut self) -> bool {
         match self {
             Session::H1(s) => s.is_body_empty(),
+            Session::H2(s) => s.is_body_empty(),
         }
     }
 
@@ -287,6 +334,7 @@ impl Session {
     pub fn retry_buffer_truncated(&self) -> bool {
         match self {
             Session::H1(s) => s.retry_buffer_truncated(),
+            Session::H2(s) => s.retry_buffer_truncated(),
         }
     }
 
@@ -294,6 +342,7 @@ impl Session {
     pub fn enable_retry_buffering(&mut self) {
         match self {
             Session::H1(s) => s.enable_retry_buffering(),
+            Session::H2(s) => s.enable_retry_buffering(),
         }
     }
 
@@ -301,6 +350,7 @@ impl Session {
     pub fn get_retry_buffer(&self) -> Option<Bytes> {
         match self {
             Session::H1(s) => s.get_retry_buffer(),
+            Session::H2(s) => s.get_retry_buffer(),
         }
     }
 
@@ -308,6 +358,7 @@ impl Session {
     pub async fn read_body_or_idle(&mut self, no_body_expected: bool) -> Result<Option<Bytes>> {
         match self {
             Session::H1(s) => s.read_body_or_idle(no_body_expected).await,
+            Session::H2(s) => s.read_body_or_idle(no_body_expected).await,
         }
     }
 
@@ -315,6 +366,7 @@ impl Session {
     pub fn as_http1(&self) -> Option<&SessionV1> {
         match self {
             Session::H1(s) => Some(s),
+            Session::H2(_) => None,
         }
     }
 
@@ -322,13 +374,33 @@ impl Session {
     pub async fn write_continue_response(&mut self) -> Result<()> {
         match self {
             Session::H1(s) => s.write_continue_response().await,
+            Session::H2(_) => Ok(()),
         }
     }
 
-    /// Whether the request asks for a protocol upgrade.
+    /// Whether the request asks for a protocol upgrade: an HTTP/1.1 `Upgrade`, or an HTTP/2
+    /// extended CONNECT (RFC 8441, e.g. WebSocket over HTTP/2).
     pub fn is_upgrade_req(&self) -> bool {
         match self {
             Session::H1(s) => s.is_upgrade_req(),
+            Session::H2(_) => self.extended_connect_protocol().is_some(),
+        }
+    }
+
+    /// The protocol an HTTP/2 extended CONNECT request (RFC 8441) asks for (its `:protocol`,
+    /// e.g. `websocket`); `None` for any other request.
+    pub fn extended_connect_protocol(&self) -> Option<&str> {
+        match self {
+            Session::H1(_) => None,
+            Session::H2(s) => {
+                let req = s.req_header();
+                if req.method != http::Method::CONNECT {
+                    return None;
+                }
+                req.extensions
+                    .get::<h2::ext::Protocol>()
+                    .map(|p| p.as_str())
+            }
         }
     }
 
@@ -336,6 +408,7 @@ impl Session {
     pub fn body_bytes_sent(&self) -> usize {
         match self {
             Session::H1(s) => s.body_bytes_sent(),
+            Session::H2(s) => s.body_bytes_sent(),
         }
     }
 
@@ -343,6 +416,7 @@ impl Session {
     pub fn body_bytes_read(&self) -> usize {
         match self {
             Session::H1(s) => s.body_bytes_read(),
+            Session::H2(s) => s.body_bytes_read(),
         }
     }
 
@@ -350,6 +424,7 @@ impl Session {
     pub fn digest(&self) -> Option<&Digest> {
         match self {
             Session::H1(s) => Some(s.digest()),
+            Session::H2(s) => Some(s.digest()),
         }
     }
 
@@ -357,6 +432,7 @@ impl Session {
     pub fn digest_mut(&mut self) -> Option<&mut Digest> {
         match self {
             Session::H1(s) => Some(s.digest_mut()),
+            Session::H2(s) => s.digest_mut(),
         }
     }
 
@@ -364,6 +440,7 @@ impl Session {
     pub fn client_addr(&self) -> Option<&SocketAddr> {
         match self {
             Session::H1(s) => s.client_addr(),
+            Session::H2(s) => s.client_addr(),
         }
     }
 
@@ -371,6 +448,7 @@ impl Session {
     pub fn server_addr(&self) -> Option<&SocketAddr> {
         match self {
             Session::H1(s) => s.server_addr(),
+            Session::H2(s) => s.server_addr(),
         }
     }
 
@@ -378,6 +456,7 @@ impl Session {
     pub fn stream(&self) -> Option<&Stream> {
         match self {
             Session::H1(s) => Some(s.stream()),
+            Session::H2(_) => None,
         }
     }
 }

@@ -1,9 +1,23 @@
-//! TLS-related types shared by peers and streams. The TLS layer itself
-//! arrives later; plain connections report no TLS facts.
+//! TLS-related types shared by peers, listeners and streams.
+//!
+//! [`SslDigest`] and [`ALPN`] exist in every build; [`TlsStream`] (a TLS
+//! connection over any [`IO`](super::IO)) needs a TLS backend feature.
 
+#[cfg(any(feature = "openssl", feature = "boringssl"))]
+mod stream;
+#[cfg(any(feature = "openssl", feature = "boringssl"))]
+pub use crate::listeners::tls::{TlsAccept, TlsAcceptCallbacks, TlsRef};
+#[cfg(any(feature = "openssl", feature = "boringssl"))]
+pub use stream::{handshake_error, TlsStream};
+
+use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 /// Facts about a TLS session, for logging and routing decisions.
+///
+/// On a downstream connection the certificate fields describe the client
+/// certificate (mutual TLS), on an upstream connection the server's.
 #[derive(Clone, Debug, Default)]
 pub struct SslDigest {
     /// The negotiated cipher suite.
@@ -12,10 +26,50 @@ pub struct SslDigest {
     pub version: &'static str,
     /// The organization of the peer certificate's subject, if any.
     pub organization: Option<String>,
-    /// The serial number of the peer certificate, if any.
+    /// The serial number of the peer certificate (hex), if any.
     pub serial_number: Option<String>,
-    /// A digest of the peer certificate.
+    /// The SHA-256 digest of the peer certificate (empty without one).
     pub cert_digest: Vec<u8>,
+    /// The common name of the peer certificate's subject, if any.
+    pub common_name: Option<String>,
+    /// The key-exchange group negotiated (e.g. "X25519MLKEM768").
+    pub group: Option<String>,
+    /// The server name (SNI) of the connection, if one was sent.
+    pub sni: Option<String>,
+    /// Whether the session was resumed (session ticket or cache).
+    pub session_reused: bool,
+    /// Whether the TLS library runs in FIPS mode.
+    pub fips: bool,
+    /// What the listener's `handshake_complete_callback` returned.
+    pub extension: SslDigestExtension,
+}
+
+/// User data attached to a [`SslDigest`] at the end of a handshake.
+#[derive(Clone, Default)]
+pub struct SslDigestExtension {
+    value: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl SslDigestExtension {
+    /// Attach `value`.
+    pub fn set(&mut self, value: Arc<dyn Any + Send + Sync>) {
+        self.value = Some(value);
+    }
+
+    /// The attached value, if it is a `T`.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.value.as_ref().and_then(|v| v.downcast_ref::<T>())
+    }
+}
+
+impl fmt::Debug for SslDigestExtension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.value.is_some() {
+            "Some(..)"
+        } else {
+            "None"
+        })
+    }
 }
 
 /// Which HTTP versions to offer or accept through ALPN.

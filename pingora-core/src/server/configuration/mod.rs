@@ -47,11 +47,14 @@ pub struct ServerConf {
     pub work_stealing: bool,
     /// CA file for TLS verification; `None` uses the TLS library's default.
     pub ca_file: Option<String>,
-    /// Seconds to keep serving in-flight sessions after a graceful shutdown
-    /// was signalled, before runtimes are stopped (default 300).
+    /// Seconds a server keeps accepting (and serving normally) after
+    /// `SIGTERM`, before it stops accepting and drains (default 300). A
+    /// second `SIGTERM` cuts it short. Not used by upgrades (`SIGQUIT`).
     pub grace_period_seconds: Option<u64>,
-    /// Seconds given to the runtimes to stop their tasks at the end of a
-    /// graceful shutdown (default 5).
+    /// The longest drain, in seconds, once a server stopped accepting after
+    /// `SIGTERM` or a socket hand-over: requests in flight finish, idle
+    /// connections close, then the process exits; work still running after
+    /// this is cancelled (default 5).
     pub graceful_shutdown_timeout_seconds: Option<u64>,
     /// IPv4 addresses that upstream connections bind to (unstable).
     pub client_bind_to_ipv4: Vec<String>,

@@ -129,6 +129,20 @@ impl HttpPeer {
         Ok(Self::from_sockaddr(SocketAddr::Inet(addr), tls, sni))
     }
 
+    /// A TLS peer at `address` that presents `client_cert_key` (mutual TLS).
+    ///
+    /// # Panics
+    /// When `address` does not resolve, like [`HttpPeer::new`].
+    pub fn new_mtls<A: ToInetSocketAddrs>(
+        address: A,
+        sni: String,
+        client_cert_key: Arc<CertKey>,
+    ) -> Self {
+        let mut peer = Self::new(address, true, sni);
+        peer.client_cert_key = Some(client_cert_key);
+        peer
+    }
+
     /// A peer at the Unix domain socket `path`.
     pub fn new_uds(path: &str, tls: bool, sni: String) -> Result<Self> {
         let addr = UnixSocketAddr::from_pathname(Path::new(path))

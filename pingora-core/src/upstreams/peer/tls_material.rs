@@ -85,3 +85,42 @@ impl fmt::Display for CertKey {
         write!(f, "cert chain of {}", self.certificates.len())
     }
 }
+
+#[cfg(any(feature = "openssl", feature = "boringssl"))]
+mod pem {
+    use super::{CertKey, X509};
+    use crate::tls::pkey::PKey;
+    use crate::tls::x509::X509 as TlsX509;
+    use pingora_error::{ErrorType::InternalError, OrErr, Result};
+
+    impl X509 {
+        /// Every certificate in a PEM document (e.g. a CA bundle).
+        pub fn stack_from_pem(pem: &[u8]) -> Result<Vec<X509>> {
+            let certs =
+                TlsX509::stack_from_pem(pem).or_err(InternalError, "invalid PEM certificates")?;
+            certs
+                .iter()
+                .map(|c| {
+                    c.to_der()
+                        .map(X509::from_der)
+                        .or_err(InternalError, "cannot encode certificate")
+                })
+                .collect()
+        }
+    }
+
+    impl CertKey {
+        /// A certificate chain (leaf first) and its private key, read from
+        /// PEM files.
+        pub fn from_pem_files(cert_path: &str, key_path: &str) -> Result<CertKey> {
+            let certs = std::fs::read(cert_path)
+                .or_err_with(InternalError, || format!("cannot read {cert_path}"))?;
+            let key = std::fs::read(key_path)
+                .or_err_with(InternalError, || format!("cannot read {key_path}"))?;
+            let key = PKey::private_key_from_pem(&key)
+                .and_then(|k| k.private_key_to_der())
+                .or_err_with(InternalError, || format!("invalid private key {key_path}"))?;
+            Ok(CertKey::new(X509::stack_from_pem(&certs)?, key))
+        }
+    }
+}

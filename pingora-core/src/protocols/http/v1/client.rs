@@ -122,11 +122,14 @@ impl HttpSession {
     }
 
     /// End the request body (the last chunk for chunked bodies) and flush.
+    /// On an upgraded connection this half-closes it: the end of the tunnel bytes we send is
+    /// the end of our write side, which the upstream sees as EOF.
     pub async fn finish_body(&mut self) -> Result<Option<usize>> {
         if self.body_writer.need_init() {
             return Ok(None);
         }
-        finish_within(
+        let half_close = self.upgraded && self.body_writer.is_until_close();
+        let res = finish_within(
             &mut self.body_writer,
             &mut self.underlying_stream,
             b"",
@@ -135,7 +138,13 @@ impl HttpSession {
             "finishing request body",
         )
         .await
-        .map_err(|e| e.into_up())
+        .map_err(|e| e.into_up())?;
+        if half_close {
+            if let Err(e) = tokio::io::AsyncWriteExt::shutdown(&mut self.underlying_stream).await {
+                debug!("half-closing the upgraded upstream connection: {e}");
+            }
+        }
+        Ok(res)
     }
 
     /// Read the next response head; returns its size in bytes.

@@ -10,6 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderValue, Version};
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
+use std::mem::MaybeUninit;
 
 /// A parsed head and the raw bytes it was parsed from.
 pub(super) type Parsed<T> = Option<(Box<T>, Bytes)>;
@@ -23,7 +24,7 @@ fn fail<T>(status: u16, msg: impl Into<String>) -> Result<T> {
 }
 
 /// Offsets of one header field inside the head buffer.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct FieldRef {
     name: (usize, usize),
     value: (usize, usize),
@@ -35,10 +36,19 @@ fn offset_of(base: &[u8], part: &[u8]) -> (usize, usize) {
     (start.min(base.len()), part.len())
 }
 
+/// Whether any LF in `head` is not preceded by CR. Counts instead of
+/// searching so that the compiler can vectorize both loops (no early exit).
 fn has_bare_lf(head: &[u8]) -> bool {
-    head.iter()
-        .enumerate()
-        .any(|(i, b)| *b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+    let Some(first) = head.first() else {
+        return false;
+    };
+    let lf = head.iter().filter(|b| **b == b'\n').count();
+    let crlf = head[1..]
+        .iter()
+        .zip(head)
+        .filter(|(b, prev)| **b == b'\n' && **prev == b'\r')
+        .count();
+    *first == b'\n' || lf != crlf
 }
 
 /// Checks on an incomplete head: too big, or a request line that can only
@@ -60,18 +70,42 @@ fn map_httparse_error(e: httparse::Error) -> Result<()> {
     }
 }
 
-fn collect_fields(
-    base: &[u8],
-    headers: &[httparse::Header<'_>],
-    refs: &mut [FieldRef; MAX_HEADERS],
-) -> usize {
-    for (r, h) in refs.iter_mut().zip(headers) {
-        *r = FieldRef {
-            name: offset_of(base, h.name.as_bytes()),
-            value: offset_of(base, h.value),
-        };
+/// Header slots for httparse. Left uninitialized: zeroing 128 slots (4 KiB)
+/// for every message head cost more than parsing a typical head.
+type HeaderSlots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+
+/// Field offsets, kept on the stack; only the first `len` are meaningful.
+struct FieldRefs {
+    refs: [MaybeUninit<FieldRef>; MAX_HEADERS],
+    len: usize,
+}
+
+impl FieldRefs {
+    fn new() -> Self {
+        FieldRefs {
+            refs: [const { MaybeUninit::uninit() }; MAX_HEADERS],
+            len: 0,
+        }
     }
-    headers.len()
+
+    /// Record where each of `headers` (slices of `base`) lies.
+    fn collect(&mut self, base: &[u8], headers: &[httparse::Header<'_>]) {
+        // httparse never returns more headers than slots it was given
+        for (r, h) in self.refs.iter_mut().zip(headers) {
+            r.write(FieldRef {
+                name: offset_of(base, h.name.as_bytes()),
+                value: offset_of(base, h.value),
+            });
+        }
+        self.len = headers.len().min(MAX_HEADERS);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &FieldRef> {
+        self.refs[..self.len].iter().map(|r| {
+            // SAFETY: `collect` wrote every slot below `len`
+            unsafe { r.assume_init_ref() }
+        })
+    }
 }
 
 fn slice(head: &Bytes, (start, len): (usize, usize)) -> Bytes {
@@ -83,21 +117,26 @@ fn slice(head: &Bytes, (start, len): (usize, usize)) -> Bytes {
 /// body or a pipelined request). Errors carry `InvalidHTTPHeader` (400) or
 /// `HTTPStatus(414 | 431)`.
 pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut refs = [FieldRef::default(); MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let (len, n_fields, method, path, version) = match req.parse(buf) {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut refs = FieldRefs::new();
+    let mut req = httparse::Request::new(&mut []);
+    let parsed = req.parse_with_uninit_headers(buf, &mut slots);
+    let (len, method, path, version) = match parsed {
         Ok(httparse::Status::Partial) => return check_partial(buf, true).map(|_| None),
         Err(e) => return map_httparse_error(e).map(|_| None),
         Ok(httparse::Status::Complete(len)) => {
             let (Some(m), Some(p)) = (req.method, req.path) else {
                 return fail(400, "incomplete request line");
             };
-            let n = collect_fields(buf, req.headers, &mut refs);
+            refs.collect(buf, req.headers);
             let (path, method) = (offset_of(buf, p.as_bytes()), offset_of(buf, m.as_bytes()));
-            (len, n, method, path, req.version.unwrap_or(1))
+            (len, method, path, req.version.unwrap_or(1))
         }
     };
+    let n_fields = refs.len;
     if len > MAX_HEADER_SIZE {
         return fail(431, format!("header larger than {MAX_HEADER_SIZE} bytes"));
     }
@@ -123,7 +162,7 @@ pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>>
     } else {
         Version::HTTP_11
     });
-    for r in &refs[..n_fields] {
+    for r in refs.iter() {
         add_field(&head, r, |n, v| req.append_header(n, v).map(|_| ()))?;
     }
     Ok(Some((req, head)))
@@ -141,24 +180,29 @@ fn add_field(
 
 /// Parse a response head from the front of `buf` (see [`parse_request`]).
 pub(super) fn parse_response(buf: &mut BytesMut) -> Result<Parsed<ResponseHeader>> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut refs = [FieldRef::default(); MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let (len, n_fields, code, reason, version) = match resp.parse(buf) {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut refs = FieldRefs::new();
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+    let (len, code, reason, version) = match parsed {
         Ok(httparse::Status::Partial) => return check_partial(buf, false).map(|_| None),
         Err(e) => return map_httparse_error(e).map(|_| None),
         Ok(httparse::Status::Complete(len)) => {
-            let n = collect_fields(buf, resp.headers, &mut refs);
+            refs.collect(buf, resp.headers);
             let reason = resp.reason.map(|r| offset_of(buf, r.as_bytes()));
             (
                 len,
-                n,
                 resp.code.unwrap_or(0),
                 reason,
                 resp.version.unwrap_or(1),
             )
         }
     };
+    let n_fields = refs.len;
     if len > MAX_HEADER_SIZE {
         return fail(431, format!("header larger than {MAX_HEADER_SIZE} bytes"));
     }
@@ -179,7 +223,7 @@ pub(super) fn parse_response(buf: &mut BytesMut) -> Result<Parsed<ResponseHeader
             }
         }
     }
-    for r in &refs[..n_fields] {
+    for r in refs.iter() {
         add_field(&head, r, |n, v| resp.append_header(n, v).map(|_| ()))?;
     }
     Ok(Some((resp, head)))

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Deterministic per-request cost of our proxy: instructions (Ir) per request under callgrind.
+#
+#   benches/profile/callgrind.sh                  # 1 KiB GET, keep-alive, 50 connections
+#   BODY=65536 REQS=2000 benches/profile/callgrind.sh
+#   OUT=/tmp/cg.out benches/profile/callgrind.sh  # keep the profile for callgrind_annotate
+#
+# Starts an nginx origin and the release load_balancer example under valgrind, warms up,
+# zeroes the counters, sends exactly REQS requests with h2load (HTTP/1.1, CONNS connections)
+# and divides the instructions executed by the proxy by REQS. Wall-clock noise from other
+# processes on the machine does not change the figure, which is why it is used to judge
+# each hot-path change.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+REQS="${REQS:-5000}"
+CONNS="${CONNS:-50}"
+BODY="${BODY:-1024}"
+OUT="${OUT:-}"
+WORK="$(mktemp -d /tmp/pingora-cg.XXXXXX)"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_port() {
+    for _ in $(seq 1 600); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listening on $1" >&2; return 1
+}
+
+if [ -z "${NO_BUILD:-}" ]; then
+    (cd "$ROOT" && cargo build --release -q -p pingora-examples --example load_balancer)
+fi
+BIN="$ROOT/target/release/examples/load_balancer"
+
+ORIGIN_PORT="$(free_port)"; PROXY_PORT="$(free_port)"
+mkdir -p "$WORK/www" "$WORK/tmp"
+head -c "$BODY" /dev/zero | tr '\0' 'a' >"$WORK/www/index.html"
+chmod 755 "$WORK" "$WORK/www"; chmod 644 "$WORK/www/index.html"; chmod 1777 "$WORK/tmp"
+sed -e "s#@DIR@#$WORK#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" "$HERE/../load/origin.nginx.conf.in" >"$WORK/origin.conf"
+nginx -e "$WORK/origin.error.log" -p "$WORK" -c "$WORK/origin.conf" &
+PIDS+=($!)
+wait_port "$ORIGIN_PORT"
+
+UPSTREAMS="127.0.0.1:$ORIGIN_PORT" LISTEN="127.0.0.1:$PROXY_PORT" UPSTREAM_HOST=localhost \
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+    "$BIN" -c "$HERE/../load/conf.yaml" >"$WORK/proxy.log" 2>&1 &
+VG=$!
+PIDS+=("$VG")
+wait_port "$PROXY_PORT"
+
+URL="http://127.0.0.1:$PROXY_PORT/index.html"
+h2load --h1 -n 1000 -c "$CONNS" "$URL" >/dev/null
+callgrind_control -z "$VG" >/dev/null
+h2load --h1 -n "$REQS" -c "$CONNS" "$URL" | grep -E "^requests:|^status codes:" >&2
+callgrind_control -d "$VG" >/dev/null
+sleep 0.5
+# the dump after zeroing is the last "cg.out.N" part
+PART="$(ls -t "$WORK"/cg.out* | head -1)"
+IR="$(grep -E '^(summary|totals):' "$PART" | head -1 | awk '{print $2}')"
+echo "Ir total: $IR, requests: $REQS, Ir/request: $((IR / REQS))"
+if [ -n "$OUT" ]; then cp "$PART" "$OUT"; echo "profile: $OUT"; fi

@@ -1,0 +1,517 @@
+//! One stream of a downstream HTTP/2 connection, seen as a request and its
+//! response.
+//!
+//! [`handshake`] turns an accepted connection into an `h2` server connection;
+//! [`HttpSession::from_h2_conn`] waits for its next stream. Each stream is
+//! then served on its own, concurrently with the others; the connection task
+//! must keep calling `from_h2_conn` so that the connection makes progress.
+
+use super::{h2_error, send_end, send_flow_controlled, strip_connection_headers, ResetTracker};
+use crate::protocols::http::body_buffer::FixedBuffer;
+use crate::protocols::http::v1::common::BODY_BUF_LIMIT;
+use crate::protocols::http::HttpTask;
+use crate::protocols::{Digest, SocketAddr, Stream};
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream, SendStream};
+use http::{HeaderMap, Method, StatusCode, Version};
+use log::debug;
+use pingora_error::{Error, ErrorType, OrErr, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The settings of a downstream HTTP/2 connection (the `h2` crate's builder).
+pub use h2::server::Builder as H2Options;
+
+/// A downstream HTTP/2 connection.
+pub type H2Connection<S> = h2::server::Connection<S, Bytes>;
+
+/// Run the server side of the HTTP/2 connection preface on `io`: read the
+/// client preface, exchange SETTINGS. `options` default to [`super::H2Limits`].
+pub async fn handshake(io: Stream, options: Option<H2Options>) -> Result<H2Connection<Stream>> {
+    let options = options.unwrap_or_else(|| super::H2Limits::default().h2_options());
+    options
+        .handshake(io)
+        .await
+        .map_err(|e| h2_error(e, ErrorType::HandshakeError, "HTTP/2 handshake failed"))
+}
+
+/// One request stream of a downstream HTTP/2 connection.
+pub struct HttpSession {
+    request_header: RequestHeader,
+    request_body: RecvStream,
+    request_trailers: Option<HeaderMap>,
+    send_response: SendResponse<Bytes>,
+    send_body: Option<SendStream<Bytes>>,
+    response_written: Option<Box<ResponseHeader>>,
+    /// The response stream was ended (END_STREAM or reset sent).
+    ended: bool,
+    /// The client reset the stream.
+    reset_by_client: bool,
+    body_read: usize,
+    body_sent: usize,
+    retry_buffer: Option<FixedBuffer>,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    digest: Arc<Digest>,
+    resets: Option<Arc<ResetTracker>>,
+}
+
+impl HttpSession {
+    /// Wait for the next request stream on `conn`. `Ok(None)`: the
+    /// connection is done (client closed it, or GOAWAY completed).
+    pub async fn from_h2_conn(
+        conn: &mut H2Connection<Stream>,
+        digest: Arc<Digest>,
+    ) -> Result<Option<Self>> {
+        let Some(accepted) = conn.accept().await else {
+            return Ok(None);
+        };
+        let (req, send_response) = accepted
+            .map_err(|e| h2_error(e, ErrorType::ReadError, "while accepting an HTTP/2 stream"))?;
+        Ok(Some(Self::new(req, send_response, digest)))
+    }
+
+    /// A session for an accepted stream.
+    pub fn new(
+        req: http::Request<RecvStream>,
+        send_response: SendResponse<Bytes>,
+        digest: Arc<Digest>,
+    ) -> Self {
+        let (parts, request_body) = req.into_parts();
+        let mut request_header: RequestHeader = parts.into();
+        request_header.set_version(Version::HTTP_2);
+        request_header.set_send_end_stream(request_body.is_end_stream());
+        // code written for HTTP/1 looks for `Host`: mirror `:authority` there
+        if !request_header.headers.contains_key(http::header::HOST) {
+            if let Some(authority) = request_header.uri.authority().map(|a| a.to_string()) {
+                let _ = request_header.insert_header(http::header::HOST, authority);
+            }
+        }
+        HttpSession {
+            request_header,
+            request_body,
+            request_trailers: None,
+            send_response,
+            send_body: None,
+            response_written: None,
+            ended: false,
+            reset_by_client: false,
+            body_read: 0,
+            body_sent: 0,
+            retry_buffer: None,
+            read_timeout: None,
+            write_timeout: None,
+            digest,
+            resets: None,
+        }
+    }
+
+    /// Count client resets of this stream in `tracker` (rapid-reset defence).
+    pub fn set_reset_tracker(&mut self, tracker: Arc<ResetTracker>) {
+        self.resets = Some(tracker);
+    }
+
+    /// Whether the client already reset this stream (checked without waiting).
+    pub fn poll_client_reset(&mut self) -> bool {
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        if let std::task::Poll::Ready(Ok(_)) = self.send_response.poll_reset(&mut cx) {
+            self.mark_reset();
+        }
+        self.reset_by_client
+    }
+
+    fn mark_reset(&mut self) {
+        if !self.reset_by_client {
+            self.reset_by_client = true;
+            self.ended = true;
+            if let Some(t) = &self.resets {
+                t.record();
+            }
+        }
+    }
+
+    /// Whether the client reset this stream.
+    pub fn reset_by_client(&self) -> bool {
+        self.reset_by_client
+    }
+
+    /// The request head.
+    pub fn req_header(&self) -> &RequestHeader {
+        &self.request_header
+    }
+
+    /// The request head, mutable.
+    pub fn req_header_mut(&mut self) -> &mut RequestHeader {
+        &mut self.request_header
+    }
+
+    fn note_error(&mut self, e: &h2::Error) {
+        if e.is_remote() && e.is_reset() {
+            self.mark_reset();
+        }
+    }
+
+    /// The next piece of request body; `Ok(None)` at its end. Its
+    /// flow-control window is released as the piece is handed out.
+    pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            let next = match self.read_timeout {
+                Some(t) => tokio::time::timeout(t, self.request_body.data())
+                    .await
+                    .or_err(ErrorType::ReadTimedout, "reading HTTP/2 request body")?,
+                None => self.request_body.data().await,
+            };
+            match next {
+                None => {
+                    self.read_request_trailers().await?;
+                    return Ok(None);
+                }
+                Some(Err(e)) => {
+                    self.note_error(&e);
+                    return Err(h2_error(
+                        e,
+                        ErrorType::ReadError,
+                        "while reading HTTP/2 request body",
+                    ));
+                }
+                Some(Ok(data)) => {
+                    // hand back the window: the caller only asks for more
+                    // once this piece went on, so the client follows our pace
+                    let _ = self
+                        .request_body
+                        .flow_control()
+                        .release_capacity(data.len());
+                    if data.is_empty() {
+                        continue;
+                    }
+                    self.body_read += data.len();
+                    if let Some(b) = self.retry_buffer.as_mut() {
+                        b.write_to_buffer(&data);
+                    }
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+
+    async fn read_request_trailers(&mut self) -> Result<()> {
+        if self.request_trailers.is_none() {
+            let trailers = poll_fn(|cx| self.request_body.poll_trailers(cx)).await;
+            match trailers {
+                Ok(Some(t)) => self.request_trailers = Some(t),
+                Err(e) => {
+                    self.note_error(&e);
+                    return Err(h2_error(
+                        e,
+                        ErrorType::ReadError,
+                        "reading request trailers",
+                    ));
+                }
+                Ok(None) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The request trailers, once the body was read to its end.
+    pub fn request_trailers(&self) -> Option<&HeaderMap> {
+        self.request_trailers.as_ref()
+    }
+
+    /// Read and discard the rest of the request body.
+    pub async fn drain_request_body(&mut self) -> Result<()> {
+        while self.read_body_bytes().await?.is_some() {}
+        Ok(())
+    }
+
+    /// Whether the request body was read to its end.
+    pub fn is_body_done(&self) -> bool {
+        self.request_body.is_end_stream()
+    }
+
+    /// Whether the request has no body at all.
+    pub fn is_body_empty(&self) -> bool {
+        self.body_read == 0 && self.request_body.is_end_stream()
+    }
+
+    /// Read body, or once it is complete wait until the client resets the
+    /// stream (which returns an error).
+    pub async fn read_body_or_idle(&mut self, no_body_expected: bool) -> Result<Option<Bytes>> {
+        if !no_body_expected && !self.is_body_done() {
+            return self.read_body_bytes().await;
+        }
+        let reset = match self.send_body.as_mut() {
+            Some(body) => poll_fn(|cx| body.poll_reset(cx)).await,
+            None => poll_fn(|cx| self.send_response.poll_reset(cx)).await,
+        };
+        match reset {
+            Ok(reason) => {
+                self.mark_reset();
+                Error::e_explain(
+                    ErrorType::ConnectionClosed,
+                    format!("client reset the HTTP/2 stream: {reason}"),
+                )
+            }
+            Err(e) => Err(h2_error(e, ErrorType::ReadError, "HTTP/2 stream failed")),
+        }
+    }
+
+    /// Keep a bounded copy of the request body for retries.
+    pub fn enable_retry_buffering(&mut self) {
+        if self.retry_buffer.is_none() {
+            self.retry_buffer = Some(FixedBuffer::new(BODY_BUF_LIMIT));
+        }
+    }
+
+    /// The buffered request body, unless truncated.
+    pub fn get_retry_buffer(&self) -> Option<Bytes> {
+        self.retry_buffer.as_ref().and_then(|b| b.get_buffer())
+    }
+
+    /// Whether the request body outgrew the retry buffer.
+    pub fn retry_buffer_truncated(&self) -> bool {
+        self.retry_buffer.as_ref().is_some_and(|b| b.is_truncated())
+    }
+
+    /// Whether a response to this request can carry a body.
+    fn response_may_have_body(&self, status: StatusCode) -> bool {
+        !(self.request_header.method == Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED)
+    }
+
+    /// Send the response head; `end` when no body follows. Informational
+    /// heads other than 100-continue are dropped (HTTP/2 has no upgrade).
+    pub fn write_response_header(
+        &mut self,
+        mut header: Box<ResponseHeader>,
+        end: bool,
+    ) -> Result<()> {
+        if self.ended {
+            return Error::e_explain(ErrorType::WriteError, "HTTP/2 response already ended");
+        }
+        if self.response_written.is_some() {
+            return Error::e_explain(ErrorType::H2Error, "response header already sent");
+        }
+        if header.status.is_informational() {
+            debug!(
+                "dropping informational response {} on HTTP/2",
+                header.status
+            );
+            return Ok(());
+        }
+        let end = end || !self.response_may_have_body(header.status);
+        header.set_version(Version::HTTP_2);
+        let mut parts = header.as_owned_parts();
+        strip_connection_headers(&mut parts.headers);
+        let resp = http::Response::from_parts(parts, ());
+        let body = self
+            .send_response
+            .send_response(resp, end)
+            .map_err(|e| h2_error(e, ErrorType::WriteError, "while sending HTTP/2 response"))?;
+        self.response_written = Some(header);
+        if end {
+            self.ended = true;
+        } else {
+            self.send_body = Some(body);
+        }
+        Ok(())
+    }
+
+    /// Send a piece of response body (waits for the client's window);
+    /// `end` finishes the response.
+    pub async fn write_body(&mut self, data: Bytes, end: bool) -> Result<()> {
+        if self.ended {
+            if data.is_empty() {
+                return Ok(());
+            }
+            return Error::e_explain(ErrorType::WriteError, "HTTP/2 response already ended");
+        }
+        let Some(body) = self.send_body.as_mut() else {
+            return Error::e_explain(ErrorType::H2Error, "response body before its header");
+        };
+        let len = data.len();
+        let sent = match self.write_timeout {
+            Some(t) => tokio::time::timeout(t, send_flow_controlled(body, data, end))
+                .await
+                .or_err(ErrorType::WriteTimedout, "writing HTTP/2 response body")?,
+            None => send_flow_controlled(body, data, end).await,
+        };
+        if sent.is_err() && self.poll_client_reset() {
+            return Error::e_explain(
+                ErrorType::ConnectionClosed,
+                "client reset the HTTP/2 stream",
+            );
+        }
+        sent?;
+        self.body_sent += len;
+        if end {
+            self.ended = true;
+        }
+        Ok(())
+    }
+
+    /// Send trailers, ending the response.
+    pub fn write_trailers(&mut self, trailers: HeaderMap) -> Result<()> {
+        if self.ended {
+            return Error::e_explain(ErrorType::WriteError, "HTTP/2 response already ended");
+        }
+        let Some(body) = self.send_body.as_mut() else {
+            return Error::e_explain(ErrorType::H2Error, "trailers before the response header");
+        };
+        body.send_trailers(trailers)
+            .map_err(|e| h2_error(e, ErrorType::WriteError, "while sending HTTP/2 trailers"))?;
+        self.ended = true;
+        Ok(())
+    }
+
+    /// End the response (an empty final DATA frame when the body is open).
+    pub fn finish_body(&mut self) -> Result<()> {
+        if self.ended {
+            return Ok(());
+        }
+        match self.send_body.as_mut() {
+            Some(body) => send_end(body)?,
+            None => return Error::e_explain(ErrorType::H2Error, "finished before any response"),
+        }
+        self.ended = true;
+        Ok(())
+    }
+
+    /// Write a batch of response tasks; returns whether the response ended.
+    pub async fn response_duplex_vec(&mut self, tasks: Vec<HttpTask>) -> Result<bool> {
+        for task in tasks {
+            match task {
+                HttpTask::Header(h, end) => self.write_response_header(h, end)?,
+                HttpTask::Body(data, end) => match data {
+                    Some(d) => self.write_body(d, end).await?,
+                    None if end => self.finish_body()?,
+                    None => {}
+                },
+                HttpTask::Trailer(Some(t)) => self.write_trailers(*t)?,
+                HttpTask::Trailer(None) | HttpTask::Done => self.finish_body()?,
+                HttpTask::Failed(e) => {
+                    self.shutdown();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.ended)
+    }
+
+    /// End the exchange cleanly if the response is complete; reset the
+    /// stream otherwise (so the client does not wait for more).
+    pub fn finish(&mut self) -> Result<()> {
+        if self.ended {
+            return Ok(());
+        }
+        if self.response_written.is_some() {
+            return self.finish_body();
+        }
+        self.shutdown();
+        Error::e_explain(ErrorType::H2Error, "HTTP/2 stream ended without a response")
+    }
+
+    /// Abort the stream with `INTERNAL_ERROR` unless it already ended.
+    pub fn shutdown(&mut self) {
+        if !self.ended {
+            match self.send_body.as_mut() {
+                Some(body) => body.send_reset(Reason::INTERNAL_ERROR),
+                None => self.send_response.send_reset(Reason::INTERNAL_ERROR),
+            }
+            self.ended = true;
+        }
+    }
+
+    /// The final response head, once sent.
+    pub fn response_written(&self) -> Option<&ResponseHeader> {
+        self.response_written.as_deref()
+    }
+
+    /// Limit each wait for request body.
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        self.read_timeout = Some(timeout);
+    }
+
+    /// Limit each wait to send response body.
+    pub fn set_write_timeout(&mut self, timeout: Duration) {
+        self.write_timeout = Some(timeout);
+    }
+
+    /// `METHOD path, Host: authority`, for logs.
+    pub fn request_summary(&self) -> String {
+        format!(
+            "{} {}, Host: {}",
+            self.request_header.method,
+            self.request_header.uri,
+            self.request_header.host().unwrap_or_default()
+        )
+    }
+
+    /// The request head in HTTP/1 wire format (for logs and caches).
+    pub fn to_h1_raw(&self) -> Bytes {
+        let mut buf = bytes::BytesMut::with_capacity(256);
+        buf.extend_from_slice(self.request_header.method.as_str().as_bytes());
+        buf.extend_from_slice(b" ");
+        buf.extend_from_slice(self.request_header.raw_path());
+        buf.extend_from_slice(b" HTTP/2\r\n");
+        if let Some(host) = self.request_header.uri.authority() {
+            buf.extend_from_slice(b"host: ");
+            buf.extend_from_slice(host.as_str().as_bytes());
+            buf.extend_from_slice(b"\r\n");
+        }
+        for (name, value) in self.request_header.headers.iter() {
+            buf.extend_from_slice(name.as_str().as_bytes());
+            buf.extend_from_slice(b": ");
+            buf.extend_from_slice(value.as_bytes());
+            buf.extend_from_slice(b"\r\n");
+        }
+        buf.extend_from_slice(b"\r\n");
+        buf.freeze()
+    }
+
+    /// Response body bytes sent so far.
+    pub fn body_bytes_sent(&self) -> usize {
+        self.body_sent
+    }
+
+    /// Request body bytes read so far.
+    pub fn body_bytes_read(&self) -> usize {
+        self.body_read
+    }
+
+    /// Facts about the connection.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Facts about the connection, mutable while this stream is the only
+    /// user of the connection digest.
+    pub fn digest_mut(&mut self) -> Option<&mut Digest> {
+        Arc::get_mut(&mut self.digest)
+    }
+
+    /// The client's address.
+    pub fn client_addr(&self) -> Option<&SocketAddr> {
+        self.digest.socket_digest.as_ref()?.peer_addr()
+    }
+
+    /// The local address the client connected to.
+    pub fn server_addr(&self) -> Option<&SocketAddr> {
+        self.digest.socket_digest.as_ref()?.local_addr()
+    }
+}
+
+impl Drop for HttpSession {
+    fn drop(&mut self) {
+        if !self.ended {
+            // a session given up half way: tell the client instead of
+            // leaving the stream hanging
+            self.shutdown();
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Small helpers shared by several parts of the framework.
+
+pub mod tls;

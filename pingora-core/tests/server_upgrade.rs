@@ -1,0 +1,375 @@
+//! Zero downtime upgrades with real processes: two upgrades in a row under
+//! load, an upgrade nobody takes, and daemons upgraded the way systemd does.
+
+mod server_common;
+mod server_lifecycle;
+
+use nix::sys::signal::{kill, Signal};
+use server_common::{read_response, WAIT};
+use server_lifecycle::*;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------- load
+
+/// Counts of one load run.
+#[derive(Default, Debug)]
+struct Stats {
+    ok: u64,
+    failed: u64,
+    resets: u64,
+    connects: u64,
+    closes_by_server: u64,
+    per_pid: HashMap<u32, u64>,
+    errors: Vec<String>,
+}
+
+impl Stats {
+    fn merge(&mut self, o: Stats) {
+        self.ok += o.ok;
+        self.failed += o.failed;
+        self.resets += o.resets;
+        self.connects += o.connects;
+        self.closes_by_server += o.closes_by_server;
+        for (k, v) in o.per_pid {
+            *self.per_pid.entry(k).or_default() += v;
+        }
+        self.errors.extend(o.errors.into_iter().take(5));
+    }
+
+    fn error(&mut self, e: &std::io::Error, what: &str) {
+        if matches!(
+            e.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
+        ) {
+            self.resets += 1;
+        } else {
+            self.failed += 1;
+        }
+        if self.errors.len() < 5 {
+            self.errors.push(format!("{what}: {e}"));
+        }
+    }
+}
+
+trait Conn: Read + Write + Send {}
+impl<T: Read + Write + Send> Conn for T {}
+
+/// Read one response: `(status, close, body)`.
+fn read_one(r: &mut BufReader<Box<dyn Conn>>) -> std::io::Result<(u16, bool, Vec<u8>)> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            ErrorKind::UnexpectedEof,
+            "closed before the response",
+        ));
+    }
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let (mut len, mut close) = (None, false);
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "closed inside the head",
+            ));
+        }
+        if line == "\r\n" {
+            break;
+        }
+        let (k, v) = line.split_once(':').unwrap_or((&line, ""));
+        let v = v.trim();
+        if k.eq_ignore_ascii_case("content-length") {
+            len = v.parse::<usize>().ok();
+        } else if k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close") {
+            close = true;
+        }
+    }
+    let len = len.ok_or_else(|| std::io::Error::other("no content-length"))?;
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok((status, close, body))
+}
+
+/// Keep-alive requests until `stop`; reconnects when the server says
+/// `Connection: close`. Nothing is retried: every error counts.
+fn client(
+    id: usize,
+    connect: impl Fn() -> std::io::Result<Box<dyn Conn>>,
+    stop: &AtomicBool,
+) -> Stats {
+    let mut st = Stats::default();
+    let mut conn: Option<BufReader<Box<dyn Conn>>> = None;
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match connect() {
+                Ok(s) => {
+                    st.connects += 1;
+                    conn.insert(BufReader::new(s))
+                }
+                Err(e) => {
+                    st.error(&e, "connect");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            },
+        };
+        i += 1;
+        let path = format!("/c{id}/r{i}");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: load\r\n\r\n");
+        if let Err(e) = c.get_mut().write_all(req.as_bytes()) {
+            st.error(&e, "write");
+            conn = None;
+            continue;
+        }
+        match read_one(c) {
+            Ok((status, close, body)) => {
+                let text = String::from_utf8_lossy(&body);
+                let pid = text.split(' ').next().and_then(|p| p.parse::<u32>().ok());
+                match pid {
+                    Some(pid) if status == 200 && text.ends_with(&format!(" {path}")) => {
+                        st.ok += 1;
+                        *st.per_pid.entry(pid).or_default() += 1;
+                    }
+                    _ => {
+                        st.failed += 1;
+                        st.errors.push(format!("wrong answer {status} {text}"));
+                    }
+                }
+                if close {
+                    st.closes_by_server += 1;
+                    conn = None;
+                }
+            }
+            Err(e) => {
+                st.error(&e, "read");
+                conn = None;
+            }
+        }
+    }
+    st
+}
+
+#[test]
+fn upgrade_twice_under_load() {
+    let s = Setup::new("grace_period_seconds: 1\ngraceful_shutdown_timeout_seconds: 5\n");
+    let first = s.spawn("", "s1.log", &[]);
+    let pid1 = s.wait_serving();
+    assert_eq!(pid1, first.pid.as_raw() as u32);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(Mutex::new(Stats::default()));
+    let mut clients = Vec::new();
+    for id in 0..8 {
+        let (stop, total) = (stop.clone(), total.clone());
+        let (addr, uds) = (s.addr.clone(), s.uds.clone());
+        clients.push(std::thread::spawn(move || {
+            // six clients over TCP, two over the Unix socket
+            let connect = move || -> std::io::Result<Box<dyn Conn>> {
+                if id < 6 {
+                    let c = std::net::TcpStream::connect(&addr)?;
+                    c.set_read_timeout(Some(WAIT))?;
+                    c.set_nodelay(true)?;
+                    Ok(Box::new(c))
+                } else {
+                    let c = UnixStream::connect(&uds)?;
+                    c.set_read_timeout(Some(WAIT))?;
+                    Ok(Box::new(c))
+                }
+            };
+            let st = client(id, connect, &stop);
+            total.lock().expect("stats").merge(st);
+        }));
+    }
+
+    let start = Instant::now();
+    let mut old = first;
+    let mut drains = Vec::new();
+    for (round, log) in ["s2.log", "s3.log"].into_iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(2_500));
+        let new = s.spawn("-u", log, &[]);
+        s.wait_upgrade_sock();
+        let quit_at = Instant::now();
+        old.signal(Signal::SIGQUIT);
+        let status = old.wait(Duration::from_secs(8));
+        drains.push(quit_at.elapsed());
+        assert!(
+            status.success(),
+            "upgrade {}: old server exited with {status}",
+            round + 1
+        );
+        old = new;
+    }
+    let left = Duration::from_secs(10).saturating_sub(start.elapsed());
+    std::thread::sleep(left.max(Duration::from_secs(1)));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    let load_time = start.elapsed();
+    old.signal(Signal::SIGINT);
+    assert!(old.wait(WAIT).success());
+
+    let st = std::mem::take(&mut *total.lock().expect("stats"));
+    println!(
+        "upgrade under load: {} ok, {} failed, {} reset, {} connections ({} closed by the server \
+         with Connection: close) in {:.1}s; per process: {:?}; old processes exited {:?} after \
+         SIGQUIT",
+        st.ok,
+        st.failed,
+        st.resets,
+        st.connects,
+        st.closes_by_server,
+        load_time.as_secs_f64(),
+        st.per_pid,
+        drains
+    );
+    let logs = format!(
+        "{}\n{}\n{}",
+        s.log("s1.log"),
+        s.log("s2.log"),
+        s.log("s3.log")
+    );
+    assert_eq!(st.failed, 0, "errors: {:?}\n{logs}", st.errors);
+    assert_eq!(st.resets, 0, "errors: {:?}\n{logs}", st.errors);
+    assert!(st.ok >= 20_000, "only {} requests", st.ok);
+    assert_eq!(st.per_pid.len(), 3, "not served by three processes");
+    assert!(st.per_pid.values().all(|n| *n > 100), "{:?}", st.per_pid);
+    assert!(
+        s.log("s1.log").contains("took 2 listening socket(s)"),
+        "{logs}"
+    );
+    assert!(
+        s.log("s2.log").contains("received 2 listening socket(s)"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn sigquit_without_a_new_process_keeps_serving() {
+    let s = Setup::new("grace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 2\n");
+    let mut server = s.spawn("", "quit.log", &[]);
+    let pid = s.wait_serving();
+    let mut c = std::net::TcpStream::connect(&s.addr).expect("connect");
+    c.set_read_timeout(Some(WAIT)).expect("timeout");
+    server.signal(Signal::SIGQUIT);
+    // keep using a connection and opening new ones while the hand-over is
+    // attempted, and after it gave up
+    let start = Instant::now();
+    while !s.log("quit.log").contains("keeps serving") {
+        assert!(
+            start.elapsed() < Duration::from_secs(12),
+            "{}",
+            s.log("quit.log")
+        );
+        c.write_all(b"GET /same HTTP/1.1\r\n\r\n").expect("write");
+        let r = read_response(&mut c);
+        assert_eq!(
+            (r.status, r.header("connection")),
+            (200, Some("keep-alive"))
+        );
+        assert_eq!(
+            pid_of(&get_once(&s.addr, "/new").expect("new connection")),
+            pid
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = s.log("quit.log");
+    assert!(log.contains("no new process is listening on"), "{log}");
+    assert!(log.contains("upgrade.sock"), "{log}");
+    assert_eq!(pid_of(&get_once(&s.addr, "/after").expect("served")), pid);
+    // and a later upgrade still works
+    let mut new = s.spawn("-u", "quit-new.log", &[]);
+    s.wait_upgrade_sock();
+    server.signal(Signal::SIGQUIT);
+    assert!(server.wait(WAIT).success());
+    assert_eq!(
+        pid_of(&get_once(&s.addr, "/upgraded").expect("served")),
+        new.pid.as_raw() as u32
+    );
+    new.signal(Signal::SIGTERM);
+    assert!(new.wait(WAIT).success());
+}
+
+// ---------------------------------------------------------------- daemon
+
+/// The systemd sequence: a daemon runs; the new binary is started with
+/// `-u -d` (its foreground process returns at once, ready to receive), then
+/// the old one gets SIGQUIT. Returns the `/proc/<pid>/status` of the new
+/// daemon.
+fn daemon_upgrade(extra_conf: &str) -> String {
+    let s = Setup::new(&format!(
+        "grace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 2\n{extra_conf}"
+    ));
+    // daemons that switch user must still reach their files
+    std::fs::set_permissions(
+        s.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
+    let pid_file = s.path("server.pid");
+    let mut fg = s.spawn("-d", "d1.log", &[]);
+    assert!(fg.wait(WAIT).success(), "{}", s.log("d1.log"));
+    // the foreground process returns once the pid file is written
+    let old = read_pid(&pid_file).expect("pid file written before the foreground exits");
+    let mut reap_old = Reaper(Some(old));
+    assert_eq!(s.wait_serving(), old.as_raw() as u32);
+
+    let mut fg = s.spawn("-u -d", "d2.log", &[]);
+    assert!(fg.wait(WAIT).success(), "{}", s.log("d2.log"));
+    // what systemd's ExecReload relies on: when `-u -d` returns, the new
+    // daemon listens for the sockets and the pid file names it
+    assert!(s.path("upgrade.sock").exists());
+    let new = read_pid(&pid_file).expect("new pid");
+    let _reap_new = Reaper(Some(new));
+    assert_ne!(new, old);
+    kill(old, Signal::SIGQUIT).expect("SIGQUIT the old daemon");
+    wait_until("the old daemon to exit", || gone(old));
+    reap_old.0 = None;
+    assert_eq!(read_pid(&s.path("server.pid.old")), Some(old));
+    assert_eq!(s.wait_serving(), new.as_raw() as u32);
+    let log = std::fs::read_to_string(s.path("error.log")).expect("error_log");
+    assert!(log.contains("received 2 listening socket(s)"), "{log}");
+    let status = std::fs::read_to_string(format!("/proc/{new}/status")).expect("status");
+    kill(new, Signal::SIGTERM).expect("SIGTERM the new daemon");
+    wait_until("the new daemon to exit", || gone(new));
+    status
+}
+
+#[test]
+fn daemon_upgrade_rewrites_the_pid_file() {
+    daemon_upgrade("");
+}
+
+/// As root, daemons switch to `user`; the old (unprivileged) process must
+/// still reach the new one's upgrade socket.
+#[test]
+fn daemon_upgrade_after_dropping_privileges() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: switching user cannot be tested here");
+        return;
+    }
+    let status = daemon_upgrade("user: nobody\ngroup: nogroup\n");
+    let uid = nix::unistd::User::from_name("nobody")
+        .expect("lookup")
+        .expect("nobody")
+        .uid;
+    let uids = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .expect("Uid line");
+    assert!(
+        uids.split_whitespace().all(|u| u == uid.to_string()),
+        "{uids}"
+    );
+}
