@@ -10,9 +10,22 @@ use server_lifecycle::*;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Requests answered so far, by all load clients.
+static ANSWERED: AtomicU64 = AtomicU64::new(0);
+
+/// Let the load run for at least ten seconds and at least 20,000 requests
+/// (a slow machine takes longer), but never more than 30 seconds.
+fn wait_for_load_target(start: Instant) {
+    while start.elapsed() < Duration::from_secs(10)
+        || (ANSWERED.load(Ordering::Relaxed) < 20_000 && start.elapsed() < Duration::from_secs(30))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 // ---------------------------------------------------------------- load
 
@@ -139,6 +152,7 @@ fn client(
                 match pid {
                     Some(pid) if status == 200 && text.ends_with(&format!(" {path}")) => {
                         st.ok += 1;
+                        ANSWERED.fetch_add(1, Ordering::Relaxed);
                         *st.per_pid.entry(pid).or_default() += 1;
                     }
                     _ => {
@@ -210,8 +224,7 @@ fn upgrade_twice_under_load() {
         );
         old = new;
     }
-    let left = Duration::from_secs(10).saturating_sub(start.elapsed());
-    std::thread::sleep(left.max(Duration::from_secs(1)));
+    wait_for_load_target(start);
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().expect("client thread");
@@ -372,4 +385,28 @@ fn daemon_upgrade_after_dropping_privileges() {
         uids.split_whitespace().all(|u| u == uid.to_string()),
         "{uids}"
     );
+}
+
+/// A new configuration without one of the old listeners: that socket is
+/// closed (clients refused), not left to queue connections nobody takes.
+#[test]
+fn upgrade_closes_sockets_the_new_configuration_dropped() {
+    let s = Setup::new("grace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 2\n");
+    let mut old = s.spawn("", "drop-old.log", &[]);
+    s.wait_serving();
+    assert!(UnixStream::connect(&s.uds).is_ok());
+    // the new process only listens on TCP
+    let mut new = s.spawn("-u", "drop-new.log", &[("CHILD_UDS", String::new())]);
+    s.wait_upgrade_sock();
+    old.signal(Signal::SIGQUIT);
+    assert!(old.wait(WAIT).success());
+    assert_eq!(s.wait_serving(), new.pid.as_raw() as u32);
+    wait_until("the dropped unix socket to refuse", || {
+        UnixStream::connect(&s.uds).is_err()
+    });
+    let log = s.log("drop-new.log");
+    assert!(log.contains("received 2 listening socket(s)"), "{log}");
+    assert!(log.contains("closing the socket of"), "{log}");
+    new.signal(Signal::SIGINT);
+    assert!(new.wait(WAIT).success());
 }

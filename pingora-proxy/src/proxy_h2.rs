@@ -67,7 +67,7 @@ where
         let fd = client.id();
         if let Err(e) = self
             .inner
-            .connected_to_upstream(session, reused, peer, fd, Some(client.digest()), ctx)
+            .connected_to_upstream(session, reused, peer, fd, client.digest(), ctx)
             .await
         {
             return (false, Some(e));
@@ -92,10 +92,7 @@ where
             "sending request upstream over h2: {} {}",
             req.method, req.uri
         );
-        if let Err(e) = client
-            .write_request_header(Box::new(req), headers_only)
-            .await
-        {
+        if let Err(e) = client.write_request_header(Box::new(req), headers_only) {
             return (false, Some(e.into_up()));
         }
 
@@ -288,7 +285,7 @@ async fn read_response_task(client: &mut Http2Session) -> Result<HttpTask> {
     }
     match client.read_response_body().await? {
         Some(data) => Ok(HttpTask::Body(Some(data), false)),
-        None => Ok(match client.read_trailers() {
+        None => Ok(match client.read_trailers().await? {
             Some(t) => HttpTask::Trailer(Some(Box::new(t))),
             None => HttpTask::Done,
         }),

@@ -6,7 +6,7 @@ mod common;
 mod peers;
 
 use async_trait::async_trait;
-use common::{start_proxy, Client, Resp};
+use common::{start_proxy, start_proxy_h2c, Client, Resp};
 use pingora_core::modules::http::grpc_web::{GrpcWeb, GrpcWebBridge};
 use pingora_core::modules::http::HttpModules;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -199,6 +199,17 @@ async fn grpc_web_binary_and_text_to_grpcio() {
         }
     };
     assert_eq!(status, "5");
+
+    // a gRPC-web-text body that is not base64: refused in gRPC terms (INTERNAL, from the 400)
+    let resp = call(
+        proxy,
+        "Unary",
+        "application/grpc-web-text",
+        b"AAAA*not-base64",
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.head.get("grpc-status"), Some("13"), "{:?}", resp.head);
 }
 
 #[tokio::test]
@@ -217,4 +228,35 @@ async fn grpc_web_upstream_down_gets_grpc_status() {
         .get("grpc-message")
         .is_some_and(|m| m.starts_with("proxy error 502")));
     assert!(resp.body.is_empty());
+}
+
+/// Browsers on HTTP/2 send gRPC-web over HTTP/2 too: the same bridge works on an h2
+/// downstream stream (client: Python `httpx` with h2c prior knowledge).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_over_h2_downstream() {
+    let server = peers::PyServer::start("grpc_peer.py", &["server"]);
+    let proxy = start_proxy_h2c(GrpcWebProxy {
+        origin: ([127, 0, 0, 1], server.port).into(),
+    })
+    .await;
+    let url = format!("http://{proxy}/test.Echo/Unary");
+    let out = tokio::task::spawn_blocking(move || {
+        peers::run_client(
+            "grpc_web_h2_client.py",
+            &[&url],
+            std::time::Duration::from_secs(30),
+        )
+    })
+    .await
+    .expect("client thread");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("HTTP HTTP/2 200"), "{stdout}");
+    assert!(stdout.contains("CT application/grpc-web\n"), "{stdout}");
+    assert!(stdout.contains(r#"[0, "hello"]"#), "{stdout}");
+    assert!(stdout.contains("grpc-status: 0\\r\\n"), "{stdout}");
 }

@@ -173,3 +173,53 @@ async fn h2_over_tls_both_sides_with_alpn_fallback() {
     );
     assert!(out.contains("status codes: 10000 2xx"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_1_1_required_reset_downgrades_a_preferring_peer() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = mint(dir.path());
+    let pem = std::fs::read(&cert).expect("cert");
+    let mut child = Command::new("python3")
+        .arg(format!(
+            "{}/tests/h2/h11_required_origin.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args([&cert, &key])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start origin");
+    let stdout = child.stdout.take().expect("stdout");
+    let _guard = ChildGuard(child);
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let port: u16 = lines
+        .next()
+        .expect("port line")
+        .expect("read")
+        .trim()
+        .parse()
+        .expect("port");
+
+    let proxy = serve(h2c_proxy(ToPeer(tls_peer(port, &pem)))).await;
+    let args = vec![
+        "-sS".to_string(),
+        "--max-time".into(),
+        "20".into(),
+        "--http2-prior-knowledge".into(),
+        "-D-".into(),
+        format!("http://{proxy}/"),
+    ];
+    // the h2 attempt is refused with HTTP_1_1_REQUIRED, the retry goes over HTTP/1.1
+    let out = text(&run_for("curl", &args, STEP).await);
+    assert!(out.starts_with("HTTP/2 200"), "{out}");
+    assert!(out.ends_with("hello after downgrade"), "{out}");
+    // and the peer stays on HTTP/1.1
+    let out = text(&run_for("curl", &args, STEP).await);
+    assert!(out.ends_with("hello after downgrade"), "{out}");
+    let protos: Vec<String> =
+        tokio::task::spawn_blocking(move || lines.take(2).map(|l| l.expect("line")).collect())
+            .await
+            .expect("join");
+    assert_eq!(protos, ["h2", "http/1.1"]);
+}

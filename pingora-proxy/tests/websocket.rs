@@ -372,3 +372,37 @@ async fn websocket_over_h2_extended_connect() {
     // the phases saw an upgrade request, answered 200 on the HTTP/2 stream
     assert_eq!(seen.lock().expect("lock").clone(), vec![(true, 200)]);
 }
+
+/// An extended CONNECT the upstream refuses gets the refusal (here `403`) on its stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_extended_connect_gets_the_upstream_answer() {
+    let (origin, heads) = start_origin().await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let proxy = start_proxy_h2c(WsProxy {
+        origin,
+        read_timeout: None,
+        seen: seen.clone(),
+    })
+    .await;
+    let port = proxy.port().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        peers::run_client(
+            "ws_h2_client.py",
+            &["127.0.0.1", &port, "/refuse", "1"],
+            Duration::from_secs(30),
+        )
+    })
+    .await
+    .expect("client thread");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("extended CONNECT refused") && stderr.contains("'403'"),
+        "{stderr}"
+    );
+    // the origin got an HTTP/1.1 upgrade request for the path
+    let heads = heads.lock().expect("lock").clone();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].0, "/refuse");
+    assert_eq!(heads[0].1, "websocket");
+}

@@ -317,7 +317,9 @@ impl ListenerEndpoint {
                 match table.get(addr.as_ref()) {
                     Some(fd) => {
                         debug!("listening on {} with a recorded socket", addr.as_ref());
-                        from_raw_fd(&addr, *fd)?
+                        let l = from_raw_fd(&addr, *fd)?;
+                        table.mark_adopted(addr.as_ref());
+                        l
                     }
                     None => {
                         let l = bind(&addr).await?;
@@ -326,6 +328,7 @@ impl ListenerEndpoint {
                         // handed to a new process on upgrade
                         let copy = dup_fd(l.as_raw_fd(), addr.as_ref())?;
                         table.add(addr.as_ref().to_string(), copy.into_raw_fd());
+                        table.mark_adopted(addr.as_ref());
                         l
                     }
                 }

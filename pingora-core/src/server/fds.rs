@@ -10,7 +10,7 @@
 //! closes a descriptor a listener still uses.
 
 use pingora_error::Result;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::io::{FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -27,6 +27,8 @@ pub(crate) const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Fds {
     map: HashMap<String, RawFd>,
+    /// Addresses a listener of this process uses.
+    adopted: HashSet<String>,
 }
 
 impl Fds {
@@ -34,6 +36,7 @@ impl Fds {
     pub fn new() -> Self {
         Fds {
             map: HashMap::new(),
+            adopted: HashSet::new(),
         }
     }
 
@@ -100,6 +103,31 @@ impl Fds {
         }
     }
 
+    /// Note that a listener of this process listens on `bind`.
+    pub(crate) fn mark_adopted(&mut self, bind: &str) {
+        self.adopted.insert(bind.to_string());
+    }
+
+    /// Close the sockets no listener of this process took (handed over by
+    /// an old process whose configuration had addresses this one lacks),
+    /// so that clients are refused instead of waiting in a queue nobody
+    /// accepts from. Returns their addresses.
+    pub(crate) fn close_unadopted(&mut self) -> Vec<String> {
+        let unused: Vec<String> = self
+            .map
+            .keys()
+            .filter(|k| !self.adopted.contains(*k))
+            .cloned()
+            .collect();
+        for bind in &unused {
+            if let Some(fd) = self.map.remove(bind) {
+                // SAFETY: the table owns its descriptors (module docs)
+                drop(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        unused
+    }
+
     /// The recorded `(address, descriptor)` pairs.
     pub(crate) fn entries(&self) -> Vec<(String, RawFd)> {
         self.map.iter().map(|(k, v)| (k.clone(), *v)).collect()
@@ -122,6 +150,7 @@ impl Fds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn add_get_and_round_trip() {
@@ -136,5 +165,23 @@ mod tests {
         other.deserialize(binds, raw);
         assert_eq!(other, fds);
         assert_eq!(other.len(), 2);
+    }
+
+    #[test]
+    fn unadopted_sockets_are_closed() {
+        let used = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let unused_addr = unused.local_addr().expect("addr");
+        let mut fds = Fds::new();
+        fds.add("used".into(), used.as_raw_fd());
+        fds.add("unused".into(), std::os::fd::IntoRawFd::into_raw_fd(unused));
+        fds.mark_adopted("used");
+        assert_eq!(fds.close_unadopted(), vec!["unused".to_string()]);
+        assert_eq!(fds.len(), 1);
+        assert!(std::net::TcpStream::connect(unused_addr).is_err());
+        // the adopted one stays open
+        assert_eq!(fds.get("used"), Some(&used.as_raw_fd()));
+        // SAFETY: F_GETFD only reads the descriptor flags
+        assert!(unsafe { libc::fcntl(used.as_raw_fd(), libc::F_GETFD) } >= 0);
     }
 }

@@ -47,6 +47,10 @@ const EXIT_TIMEOUT: u64 = 60 * 5;
 /// Default seconds a graceful shutdown gives in-flight work to finish.
 const RUNTIME_SHUTDOWN_TIMEOUT: u64 = 5;
 
+/// How long after taking over an old process's sockets the ones no service
+/// claimed are closed.
+const UNCLAIMED_SOCKET_DELAY: Duration = Duration::from_secs(3);
+
 /// How long, once shutdown started, a connection between two requests
 /// still waits for the next one: a client that already sends it is served
 /// (with `Connection: close`) instead of racing the close. Idle connections
@@ -262,7 +266,7 @@ impl Server {
     /// process with 0.
     pub fn run_forever(self) -> ! {
         info!("server starting");
-        self.run(RunArgs::default());
+        self.run_inner(RunArgs::default(), true);
         info!("all runtimes exited, exiting now");
         std::process::exit(0)
     }
@@ -274,7 +278,14 @@ impl Server {
     /// any thread of your own. When started with `-u`, the services start
     /// once the old process handed its sockets over. A daemonization or
     /// hand-over failure exits the process with 1.
-    pub fn run(mut self, run_args: RunArgs) {
+    pub fn run(self, run_args: RunArgs) {
+        self.run_inner(run_args, false)
+    }
+
+    /// [`Self::run()`]; `unix_signals` installs the handlers of the Unix
+    /// signals before any service starts, so that an early `SIGQUIT` or
+    /// `SIGTERM` cannot kill the process with the default action.
+    fn run_inner(mut self, run_args: RunArgs, unix_signals: bool) {
         let conf = self.configuration.clone();
         if conf.daemon {
             // the shared timer thread does not survive fork(): let it restart
@@ -290,12 +301,14 @@ impl Server {
             .listen_fds
             .get_or_insert_with(|| Arc::new(Mutex::new(Fds::new())))
             .clone();
+        let mut upgraded = false;
         if let Some(listener) = self.upgrade_listener.take() {
             match listener.receive(fds::RECEIVE_TIMEOUT) {
                 // no runtime runs yet: nothing else holds the lock
                 Ok(received) => fds.blocking_lock().merge(received),
                 Err(e) => fail_exit("upgrade failed", &e),
             }
+            upgraded = true;
         }
         let main_rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -308,6 +321,20 @@ impl Server {
             }
         };
 
+        if unix_signals {
+            main_rt.block_on(async {
+                for kind in [
+                    unix::SignalKind::quit(),
+                    unix::SignalKind::terminate(),
+                    unix::SignalKind::interrupt(),
+                ] {
+                    // the handler stays installed once registered
+                    if let Err(e) = unix::signal(kind) {
+                        error!("cannot handle signal {kind:?}: {e}");
+                    }
+                }
+            });
+        }
         let mut runtimes = Vec::with_capacity(self.services.len());
         let mut done = Vec::with_capacity(self.services.len());
         for service in std::mem::take(&mut self.services) {
@@ -323,10 +350,13 @@ impl Server {
             }
         }
 
+        if upgraded {
+            main_rt.spawn(close_unclaimed_sockets(fds));
+        }
         let shutdown_type = main_rt.block_on(self.main_loop(&run_args));
         let timeout = match shutdown_type {
             ShutdownSignal::FastShutdown => Duration::ZERO,
-            _ => Duration::from_secs(
+            _ => config_secs(
                 conf.graceful_shutdown_timeout_seconds
                     .unwrap_or(RUNTIME_SHUTDOWN_TIMEOUT),
             ),
@@ -401,7 +431,7 @@ impl Server {
                     return ShutdownSignal::FastShutdown;
                 }
                 ShutdownSignal::GracefulTerminate => {
-                    let grace = Duration::from_secs(
+                    let grace = config_secs(
                         self.configuration
                             .grace_period_seconds
                             .unwrap_or(EXIT_TIMEOUT),
@@ -484,6 +514,15 @@ impl Server {
     }
 }
 
+/// Once the services had time to take their sockets, close those handed
+/// over for addresses this process is not configured with.
+async fn close_unclaimed_sockets(fds: ListenFds) {
+    tokio::time::sleep(UNCLAIMED_SOCKET_DELAY).await;
+    for addr in fds.lock().await.close_unadopted() {
+        warn!("closing the socket of {addr} from the old process: no service here listens there");
+    }
+}
+
 /// Resolve on a fast shutdown request; other requests are logged and
 /// ignored (a shutdown is already under way).
 async fn wait_for_fast(run_args: &RunArgs) -> ShutdownSignal {
@@ -494,6 +533,12 @@ async fn wait_for_fast(run_args: &RunArgs) -> ShutdownSignal {
         }
         info!("{next:?} ignored: already shutting down");
     }
+}
+
+/// A duration from the configuration, capped (at ten years) so that
+/// adding it to the current time cannot overflow.
+fn config_secs(secs: u64) -> Duration {
+    Duration::from_secs(secs.min(10 * 365 * 24 * 3600))
 }
 
 /// Log and print why the process cannot go on, and exit with 1.

@@ -27,7 +27,7 @@ use nix::sys::socket::{
 use nix::sys::time::TimeVal;
 use pingora_error::{Error, ErrorType::InternalError, OrErr, Result};
 use std::io::{IoSlice, IoSliceMut};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -163,6 +163,9 @@ impl HandoverListener {
             .map_err(|e| err(format!("cannot bind the upgrade socket {path}"), e))?;
         listen(&sock, Backlog::new(8).unwrap_or(Backlog::MAXCONN))
             .map_err(|e| err(format!("cannot listen on the upgrade socket {path}"), e))?;
+        // only this user (and root) may connect and hand sockets over
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .or_err_with(InternalError, || format!("cannot set the mode of {path}"))?;
         let file_id = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
         info!("waiting for the listening sockets of the old process on {path}");
         Ok(HandoverListener {
@@ -181,6 +184,7 @@ impl HandoverListener {
     /// acknowledge them.
     pub(crate) fn receive(self, within: Duration) -> Result<Fds> {
         let conn = self.accept(within)?;
+        check_peer(&conn)?;
         set_timeouts(&conn, MESSAGE_TIMEOUT)?;
         let mut fds = Fds::new();
         let mut total: u32 = 0;
@@ -271,6 +275,30 @@ impl Drop for HandoverListener {
             }
         }
     }
+}
+
+/// Accept sockets only from a process of the same user, or root: the
+/// socket file's mode already says so, this also covers a file whose mode
+/// was changed.
+fn check_peer(conn: &OwnedFd) -> Result<()> {
+    let cred = nix::sys::socket::getsockopt(conn, sockopt::PeerCredentials).map_err(|e| {
+        err(
+            "cannot identify the process on the upgrade socket".into(),
+            e,
+        )
+    })?;
+    let me = nix::unistd::geteuid().as_raw();
+    if cred.uid() != me && cred.uid() != 0 {
+        return Error::e_explain(
+            InternalError,
+            format!(
+                "refusing sockets from process {} of user {} (this process runs as {me})",
+                cred.pid(),
+                cred.uid()
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// Receive one batch; the descriptors are owned until handed to the table.

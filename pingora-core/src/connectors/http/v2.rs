@@ -9,9 +9,10 @@
 use crate::connectors::{ConnectorOptions, TransportConnector};
 use crate::protocols::http::client::HttpSession;
 use crate::protocols::http::v1::client::HttpSession as Http1Session;
-use crate::protocols::http::v2::client::{
-    drive_connection, sync_settings, ConnectionRef, Http2Session,
-};
+use crate::protocols::http::v2::client::{drive_connection, sync_settings, Http2Session};
+
+/// A shared handle to an upstream HTTP/2 connection.
+pub use crate::protocols::http::v2::client::ConnectionRef;
 use crate::protocols::{Digest, Stream, ALPN};
 use crate::upstreams::peer::Peer;
 use log::debug;

@@ -53,7 +53,7 @@ impl HttpSession {
     pub async fn write_request_header(&mut self, req: Box<RequestHeader>) -> Result<()> {
         match self {
             Self::H1(h1) => h1.write_request_header(req).await.map(|_| ()),
-            Self::H2(h2) => h2.write_request_header(req, false).await,
+            Self::H2(h2) => h2.write_request_header(req, false),
         }
     }
 
@@ -141,7 +141,7 @@ impl HttpSession {
     pub fn digest(&self) -> Option<&Digest> {
         match self {
             Self::H1(h1) => Some(h1.digest()),
-            Self::H2(h2) => Some(h2.digest()),
+            Self::H2(h2) => h2.digest(),
         }
     }
 

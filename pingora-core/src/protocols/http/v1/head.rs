@@ -74,38 +74,29 @@ fn map_httparse_error(e: httparse::Error) -> Result<()> {
 /// for every message head cost more than parsing a typical head.
 type HeaderSlots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
 
-/// Field offsets, kept on the stack; only the first `len` are meaningful.
-struct FieldRefs {
-    refs: [MaybeUninit<FieldRef>; MAX_HEADERS],
-    len: usize,
+/// Field offsets, on the stack; only the first `n` (see [`collect_fields`])
+/// are initialized. Declared in place by the parsers (not returned from a
+/// constructor) so that the 4 KiB array is never copied.
+type FieldRefs = [MaybeUninit<FieldRef>; MAX_HEADERS];
+
+/// Record where each of `headers` (slices of `base`) lies; returns how many.
+fn collect_fields(base: &[u8], headers: &[httparse::Header<'_>], refs: &mut FieldRefs) -> usize {
+    // httparse never returns more headers than slots it was given
+    for (r, h) in refs.iter_mut().zip(headers) {
+        r.write(FieldRef {
+            name: offset_of(base, h.name.as_bytes()),
+            value: offset_of(base, h.value),
+        });
+    }
+    headers.len().min(MAX_HEADERS)
 }
 
-impl FieldRefs {
-    fn new() -> Self {
-        FieldRefs {
-            refs: [const { MaybeUninit::uninit() }; MAX_HEADERS],
-            len: 0,
-        }
-    }
-
-    /// Record where each of `headers` (slices of `base`) lies.
-    fn collect(&mut self, base: &[u8], headers: &[httparse::Header<'_>]) {
-        // httparse never returns more headers than slots it was given
-        for (r, h) in self.refs.iter_mut().zip(headers) {
-            r.write(FieldRef {
-                name: offset_of(base, h.name.as_bytes()),
-                value: offset_of(base, h.value),
-            });
-        }
-        self.len = headers.len().min(MAX_HEADERS);
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &FieldRef> {
-        self.refs[..self.len].iter().map(|r| {
-            // SAFETY: `collect` wrote every slot below `len`
-            unsafe { r.assume_init_ref() }
-        })
-    }
+/// The first `n` entries of `refs`, as written by [`collect_fields`].
+fn fields(refs: &FieldRefs, n: usize) -> impl Iterator<Item = &FieldRef> {
+    refs[..n].iter().map(|r| {
+        // SAFETY: `collect_fields` initialized every slot below the `n` it returned
+        unsafe { r.assume_init_ref() }
+    })
 }
 
 fn slice(head: &Bytes, (start, len): (usize, usize)) -> Bytes {
@@ -121,22 +112,21 @@ pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>>
         return Ok(None);
     }
     let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-    let mut refs = FieldRefs::new();
+    let mut refs: FieldRefs = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let parsed = req.parse_with_uninit_headers(buf, &mut slots);
-    let (len, method, path, version) = match parsed {
+    let (len, n_fields, method, path, version) = match parsed {
         Ok(httparse::Status::Partial) => return check_partial(buf, true).map(|_| None),
         Err(e) => return map_httparse_error(e).map(|_| None),
         Ok(httparse::Status::Complete(len)) => {
             let (Some(m), Some(p)) = (req.method, req.path) else {
                 return fail(400, "incomplete request line");
             };
-            refs.collect(buf, req.headers);
+            let n = collect_fields(buf, req.headers, &mut refs);
             let (path, method) = (offset_of(buf, p.as_bytes()), offset_of(buf, m.as_bytes()));
-            (len, method, path, req.version.unwrap_or(1))
+            (len, n, method, path, req.version.unwrap_or(1))
         }
     };
-    let n_fields = refs.len;
     if len > MAX_HEADER_SIZE {
         return fail(431, format!("header larger than {MAX_HEADER_SIZE} bytes"));
     }
@@ -162,7 +152,7 @@ pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>>
     } else {
         Version::HTTP_11
     });
-    for r in refs.iter() {
+    for r in fields(&refs, n_fields) {
         add_field(&head, r, |n, v| req.append_header(n, v).map(|_| ()))?;
     }
     Ok(Some((req, head)))
@@ -184,25 +174,25 @@ pub(super) fn parse_response(buf: &mut BytesMut) -> Result<Parsed<ResponseHeader
         return Ok(None);
     }
     let mut slots: HeaderSlots<'_> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-    let mut refs = FieldRefs::new();
+    let mut refs: FieldRefs = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default()
         .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
-    let (len, code, reason, version) = match parsed {
+    let (len, n_fields, code, reason, version) = match parsed {
         Ok(httparse::Status::Partial) => return check_partial(buf, false).map(|_| None),
         Err(e) => return map_httparse_error(e).map(|_| None),
         Ok(httparse::Status::Complete(len)) => {
-            refs.collect(buf, resp.headers);
+            let n = collect_fields(buf, resp.headers, &mut refs);
             let reason = resp.reason.map(|r| offset_of(buf, r.as_bytes()));
             (
                 len,
+                n,
                 resp.code.unwrap_or(0),
                 reason,
                 resp.version.unwrap_or(1),
             )
         }
     };
-    let n_fields = refs.len;
     if len > MAX_HEADER_SIZE {
         return fail(431, format!("header larger than {MAX_HEADER_SIZE} bytes"));
     }
@@ -223,7 +213,7 @@ pub(super) fn parse_response(buf: &mut BytesMut) -> Result<Parsed<ResponseHeader
             }
         }
     }
-    for r in refs.iter() {
+    for r in fields(&refs, n_fields) {
         add_field(&head, r, |n, v| resp.append_header(n, v).map(|_| ()))?;
     }
     Ok(Some((resp, head)))

@@ -244,7 +244,6 @@ pub struct Http2Session {
     req_sent: Option<Box<RequestHeader>>,
     response_header: Option<ResponseHeader>,
     response_body: Option<RecvStream>,
-    trailers: Option<HeaderMap>,
     request_ended: bool,
     response_ended: bool,
     body_read: usize,
@@ -264,7 +263,6 @@ impl Http2Session {
             req_sent: None,
             response_header: None,
             response_body: None,
-            trailers: None,
             request_ended: false,
             response_ended: false,
             body_read: 0,
@@ -310,21 +308,15 @@ impl Http2Session {
         Ok(http::Request::from_parts(parts, ()))
     }
 
-    /// Send the request head; `end` when the request has no body.
-    pub async fn write_request_header(&mut self, req: Box<RequestHeader>, end: bool) -> Result<()> {
+    /// Send the request head; `end` when the request has no body. The
+    /// stream slot was reserved when this session was made, so this does not
+    /// wait: the frames go out with the connection's next write.
+    pub fn write_request_header(&mut self, req: Box<RequestHeader>, end: bool) -> Result<()> {
         if self.req_sent.is_some() {
             return Error::e_explain(ErrorType::H2Error, "request header already sent");
         }
         let request = self.to_h2_request(&req)?;
-        let ready = poll_fn(|cx| self.send_req.poll_ready(cx));
-        let ready = match self.write_timeout {
-            Some(t) => tokio::time::timeout(t, ready)
-                .await
-                .or_err(ErrorType::WriteTimedout, "waiting for an HTTP/2 stream")?,
-            None => ready.await,
-        };
-        let sent = ready.and_then(|_| self.send_req.send_request(request, end));
-        let (resp_fut, send_body) = match sent {
+        let (resp_fut, send_body) = match self.send_req.send_request(request, end) {
             Ok(s) => s,
             Err(e) => {
                 // nothing reached the upstream: safe to try elsewhere
@@ -466,13 +458,6 @@ impl Http2Session {
                     ))
                 }
                 None => {
-                    match poll_fn(|cx| body.poll_trailers(cx)).await {
-                        Ok(Some(t)) => self.trailers = Some(t),
-                        Err(e) => {
-                            return Err(h2_error(e, ErrorType::ReadError, "reading trailers"))
-                        }
-                        Ok(None) => {}
-                    }
                     self.response_ended = true;
                     return Ok(None);
                 }
@@ -480,9 +465,25 @@ impl Http2Session {
         }
     }
 
-    /// The response trailers, once the body was read to its end.
-    pub fn read_trailers(&mut self) -> Option<HeaderMap> {
-        self.trailers.take()
+    /// The response trailers, once the body was read to its end: `None`
+    /// when the response had none (or the upstream ended the stream with
+    /// `NO_ERROR` instead, which RFC 9113 §8.1 allows).
+    pub async fn read_trailers(&mut self) -> Result<Option<HeaderMap>> {
+        let Some(body) = self.response_body.as_mut() else {
+            return Ok(None);
+        };
+        let read = poll_fn(|cx| body.poll_trailers(cx));
+        let res = match self.read_timeout {
+            Some(t) => tokio::time::timeout(t, read)
+                .await
+                .or_err(ErrorType::ReadTimedout, "reading HTTP/2 trailers")?,
+            None => read.await,
+        };
+        match res {
+            Ok(t) => Ok(t),
+            Err(e) if e.is_remote() && e.reason() == Some(Reason::NO_ERROR) => Ok(None),
+            Err(e) => Err(h2_error(e, ErrorType::ReadError, "reading HTTP/2 trailers")),
+        }
     }
 
     /// Whether the response was read to its end.
@@ -521,9 +522,20 @@ impl Http2Session {
         self.conn.clone()
     }
 
-    /// Facts about the connection.
-    pub fn digest(&self) -> &Digest {
-        self.conn.digest()
+    /// Facts about the connection (timing reflects its first use).
+    pub fn digest(&self) -> Option<&Digest> {
+        Some(self.conn.digest())
+    }
+
+    /// Facts about the connection, mutable: `None`, as the connection and
+    /// its digest are shared with the pool and the other streams.
+    pub fn digest_mut(&mut self) -> Option<&mut Digest> {
+        None
+    }
+
+    /// The id (fd) of the underlying connection.
+    pub fn fd(&self) -> UniqueIDType {
+        self.conn.id()
     }
 
     /// The upstream's address.
@@ -547,5 +559,97 @@ impl Drop for Http2Session {
     fn drop(&mut self) {
         self.shutdown();
         self.conn.release_stream();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Our client connection to an `h2` crate server over memory; the server
+    /// answers each request with its body echoed and a trailer.
+    async fn connect(max_streams: usize) -> ConnectionRef {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        tokio::spawn(async move {
+            let mut conn = h2::server::handshake(b).await.expect("server handshake");
+            while let Some(Ok((req, mut respond))) = conn.accept().await {
+                tokio::spawn(async move {
+                    let mut body = req.into_body();
+                    let mut got = Vec::new();
+                    while let Some(Ok(piece)) = body.data().await {
+                        let _ = body.flow_control().release_capacity(piece.len());
+                        got.extend_from_slice(&piece);
+                    }
+                    let resp = http::Response::builder()
+                        .status(200)
+                        .body(())
+                        .expect("resp");
+                    let mut send = respond.send_response(resp, false).expect("respond");
+                    send.send_data(Bytes::from(got), false).expect("data");
+                    let mut t = HeaderMap::new();
+                    t.insert("x-trailer", "yes".parse().expect("value"));
+                    send.send_trailers(t).expect("trailers");
+                });
+            }
+        });
+        let stream: Stream = Box::new(a);
+        let (send_req, mut conn) = h2::client::handshake(stream).await.expect("handshake");
+        let mut pp = conn.ping_pong().expect("ping pong");
+        sync_settings(&mut conn, &mut pp, Duration::from_secs(5))
+            .await
+            .expect("settings");
+        let (tx, rx) = watch::channel(false);
+        let conn_ref = ConnectionRef::new(send_req, rx, Digest::default(), 7, max_streams, false);
+        tokio::spawn(drive_connection(
+            conn,
+            Some(pp),
+            conn_ref.clone(),
+            tx,
+            None,
+            None,
+        ));
+        conn_ref
+    }
+
+    #[tokio::test]
+    async fn exchange_with_body_and_trailers() {
+        let conn = connect(2).await;
+        let mut s = conn.spawn_stream().expect("a stream");
+        let mut req = RequestHeader::build("POST", b"/x", None).expect("req");
+        req.insert_header("host", "up.test").expect("host");
+        req.insert_header("connection", "close").expect("hdr");
+        s.write_request_header(Box::new(req), false)
+            .expect("header");
+        s.write_request_body(Bytes::from_static(b"ping"), true)
+            .await
+            .expect("body");
+        s.read_response_header().await.expect("response");
+        assert_eq!(s.response_header().expect("header").status, 200);
+        let mut body = Vec::new();
+        while let Some(piece) = s.read_response_body().await.expect("body") {
+            body.extend_from_slice(&piece);
+        }
+        assert_eq!(body, b"ping");
+        assert!(s.response_finished());
+        let trailers = s.read_trailers().await.expect("trailers").expect("some");
+        assert_eq!(trailers.get("x-trailer").expect("trailer"), "yes");
+        assert_eq!(s.id(), 7);
+    }
+
+    #[tokio::test]
+    async fn streams_are_capped_and_given_back() {
+        let conn = connect(2).await;
+        let a = conn.spawn_stream().expect("first");
+        let b = conn.spawn_stream().expect("second");
+        assert!(conn.spawn_stream().is_none(), "the cap is 2");
+        assert_eq!(conn.current_streams(), 2);
+        drop(a);
+        assert_eq!(conn.current_streams(), 1);
+        assert!(conn.idle_since().is_none());
+        drop(b);
+        assert!(conn.idle_since().is_some());
+        conn.retire();
+        assert!(conn.is_closed());
+        assert!(conn.spawn_stream().is_none(), "retired");
     }
 }

@@ -515,3 +515,104 @@ impl Drop for HttpSession {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+
+    /// A client (the `h2` crate) talking to our server session over memory.
+    async fn pair() -> (h2::client::SendRequest<Bytes>, H2Connection<Stream>) {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let server = tokio::spawn(async move { handshake(Box::new(a), None).await });
+        let (send, conn) = h2::client::handshake(b).await.expect("client handshake");
+        tokio::spawn(conn);
+        let server = server.await.expect("join").expect("server handshake");
+        (send, server)
+    }
+
+    #[tokio::test]
+    async fn request_body_response_and_trailers() {
+        let (send, mut conn) = pair().await;
+        let client = tokio::spawn(async move {
+            let mut send = send.ready().await.expect("ready");
+            let req = http::Request::post("http://a.test/up")
+                .body(())
+                .expect("req");
+            let (resp, mut body) = send.send_request(req, false).expect("send");
+            body.send_data(Bytes::from_static(b"hello "), false)
+                .expect("data");
+            body.send_data(Bytes::from_static(b"world"), true)
+                .expect("data");
+            let resp = resp.await.expect("response");
+            assert_eq!(resp.status(), 201);
+            assert!(resp.headers().get("connection").is_none());
+            let mut body = resp.into_body();
+            let mut got = Vec::new();
+            while let Some(piece) = body.data().await {
+                got.extend_from_slice(&piece.expect("data"));
+            }
+            let trailers = poll_fn(|cx| body.poll_trailers(cx)).await;
+            (got, trailers.expect("trailers").expect("some"))
+        });
+        let digest = Arc::new(Digest::default());
+        let accept = HttpSession::from_h2_conn(&mut conn, digest);
+        let mut s = accept.await.expect("accept").expect("a stream");
+        tokio::spawn(async move { while let Some(Ok(_)) = conn.accept().await {} });
+        assert_eq!(s.req_header().method, Method::POST);
+        assert_eq!(
+            s.req_header().headers.get("host").map(|v| v.as_bytes()),
+            Some(&b"a.test"[..])
+        );
+        assert_eq!(s.req_header().send_end_stream(), Some(false));
+        s.enable_retry_buffering();
+        let mut body = Vec::new();
+        while let Some(piece) = s.read_body_bytes().await.expect("body") {
+            body.extend_from_slice(&piece);
+        }
+        assert_eq!(body, b"hello world");
+        assert!(s.is_body_done());
+        assert_eq!(s.get_retry_buffer().as_deref(), Some(&b"hello world"[..]));
+        let mut resp = ResponseHeader::build(201, None).expect("resp");
+        resp.insert_header("connection", "keep-alive").expect("hdr");
+        s.write_response_header(Box::new(resp), false)
+            .expect("header");
+        s.write_body(Bytes::from_static(b"done"), false)
+            .await
+            .expect("body");
+        let mut t = HeaderMap::new();
+        t.insert("grpc-status", "0".parse().expect("value"));
+        s.write_trailers(t).expect("trailers");
+        assert_eq!(s.body_bytes_sent(), 4);
+        assert!(s.finish().is_ok());
+        let (got, trailers) = client.await.expect("client");
+        assert_eq!(got, b"done");
+        assert_eq!(trailers.get("grpc-status").expect("status"), "0");
+    }
+
+    #[tokio::test]
+    async fn head_response_ends_with_its_header() {
+        let (send, mut conn) = pair().await;
+        let client = tokio::spawn(async move {
+            let mut send = send.ready().await.expect("ready");
+            let req = http::Request::head("http://a.test/").body(()).expect("req");
+            let (resp, _) = send.send_request(req, true).expect("send");
+            let resp = resp.await.expect("response");
+            resp.body().is_end_stream()
+        });
+        let digest = Arc::new(Digest::default());
+        let mut s = HttpSession::from_h2_conn(&mut conn, digest)
+            .await
+            .expect("accept")
+            .expect("a stream");
+        tokio::spawn(async move { while let Some(Ok(_)) = conn.accept().await {} });
+        assert!(s.is_body_empty());
+        let mut resp = ResponseHeader::build(200, None).expect("resp");
+        resp.insert_header("content-length", "10").expect("hdr");
+        s.write_response_header(Box::new(resp), false)
+            .expect("header");
+        // the body is already ended: nothing more may be sent, finishing is a no-op
+        assert!(s.finish_body().is_ok());
+        assert!(client.await.expect("client"));
+    }
+}
