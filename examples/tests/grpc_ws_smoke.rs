@@ -1,44 +1,19 @@
 //! The WebSocket and gRPC examples, each run as its own process between independent Python
 //! peers (`websockets`, `grpcio`).
 
-#[path = "../../pingora-proxy/tests/py/peers.rs"]
-mod peers;
+mod common;
 
+use common::{example, peers, run_py_ok};
 use pingora_e2e::Proxy;
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::time::Duration;
-
-/// `cargo test` builds the examples into `target/<profile>/examples/` before running tests.
-fn example(name: &str) -> String {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir: PathBuf = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("examples");
-    let path = dir.join(name);
-    assert!(path.exists(), "{} not built", path.display());
-    path.to_string_lossy().into_owned()
-}
-
-fn run_ok(script: &str, args: &[&str]) -> String {
-    let out = peers::run_client(script, args, Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{script} {args:?} failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 #[test]
 fn websocket_proxy_echoes_through() {
     let origin = peers::PyServer::start("ws_echo.py", &["server"]);
     let proxy = Proxy::start(&example("websocket_proxy"), &[origin.port]);
     let url = format!("ws://127.0.0.1:{}/", proxy.port);
-    let out = run_ok("ws_echo.py", &["client", &url, "200"]);
+    let out = run_py_ok("ws_echo.py", &["client", &url, "200"]);
     assert!(out.contains("OK 200 close=1000"), "{out}");
 }
 
@@ -46,19 +21,11 @@ fn websocket_proxy_echoes_through() {
 fn grpc_proxy_serves_all_call_kinds_and_tags_trailers() {
     let origin = peers::PyServer::start("grpc_peer.py", &["server"]);
     let proxy = Proxy::start(&example("grpc_proxy"), &[origin.port]);
-    let out = run_ok(
+    let out = run_py_ok(
         "grpc_peer.py",
         &["client", &format!("127.0.0.1:{}", proxy.port)],
     );
-    for check in [
-        "unary",
-        "server_stream",
-        "client_stream",
-        "bidi",
-        "error_status",
-    ] {
-        assert!(out.contains(&format!("CHECK {check} ok")), "{check}: {out}");
-    }
+    peers::assert_grpc_checks(&out);
     assert!(out.contains(r#""x-proxied-by": "pingora-rs""#), "{out}");
 }
 
@@ -97,7 +64,7 @@ fn grpc_web_bridges_to_grpcio() {
 fn grpc_proxy_over_tls_on_both_sides() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path().to_string_lossy().into_owned();
-    run_ok("grpc_peer.py", &["certs", &d]);
+    run_py_ok("grpc_peer.py", &["certs", &d]);
     let (ca, cert, key) = (
         format!("{d}/ca.pem"),
         format!("{d}/server.pem"),
@@ -110,16 +77,7 @@ fn grpc_proxy_over_tls_on_both_sides() {
         &[("TLS_CERT", &cert), ("TLS_KEY", &key), ("UPSTREAM_CA", &ca)],
     );
     let target = format!("localhost:{}", proxy.port);
-    let out = run_ok("grpc_peer.py", &["client", &target, "--tls", &ca]);
-    for check in [
-        "unary",
-        "unary_1mib",
-        "server_stream",
-        "client_stream",
-        "bidi",
-        "error_status",
-    ] {
-        assert!(out.contains(&format!("CHECK {check} ok")), "{check}: {out}");
-    }
+    let out = run_py_ok("grpc_peer.py", &["client", &target, "--tls", &ca]);
+    peers::assert_grpc_checks(&out);
     assert!(out.contains(r#""x-proxied-by": "pingora-rs""#), "{out}");
 }

@@ -1,22 +1,10 @@
 //! Each example, run as its own process against a Python origin, does what its header says.
 
-use pingora_e2e::{free_port, get, wait_until, Body, Conn, Origin, Proxy};
-use std::path::PathBuf;
-use std::time::Duration;
+mod common;
 
-/// `cargo test` builds the examples into `target/<profile>/examples/` before running tests.
-fn example(name: &str) -> String {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/smoke-<hash> -> target/<profile>/examples/<name>
-    let dir: PathBuf = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("examples");
-    let path = dir.join(name);
-    assert!(path.exists(), "{} not built", path.display());
-    path.to_string_lossy().into_owned()
-}
+use common::example;
+use pingora_e2e::{free_port, get, wait_until, Body, Conn, Origin, Proxy};
+use std::time::Duration;
 
 #[test]
 fn load_balancer_alternates_and_rewrites_host() {

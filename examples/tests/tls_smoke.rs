@@ -1,134 +1,35 @@
 //! The TLS examples, each run as its own process, against curl, openssl
 //! s_client and openssl s_server, with certificates minted at test time.
 
+mod common;
+
+use common::tls::{curl, curl_as, s_client, wait_port, Pki};
+use common::{example, Logged};
 use pingora_e2e::{free_port, ChildGuard, Origin, Proxy};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-fn example(name: &str) -> String {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir: PathBuf = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("examples");
-    let path = dir.join(name);
-    assert!(path.exists(), "{} not built", path.display());
-    path.to_string_lossy().into_owned()
-}
-
-/// A CA and leaf certificates signed by it, as PEM files in `dir`.
-struct Pki {
-    dir: tempfile::TempDir,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let issuer = Self::ca(dir.path(), "ca");
-        Self::ca(dir.path(), "other_ca");
-        Pki { dir, issuer }
-    }
-
-    fn ca(dir: &Path, name: &str) -> Issuer<'static, KeyPair> {
-        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        p.distinguished_name
-            .push(DnType::CommonName, format!("{name} root"));
-        let key = KeyPair::generate().expect("key");
-        let cert = p.self_signed(&key).expect("ca");
-        std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).expect("write");
-        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).expect("write");
-        Issuer::new(p, key)
-    }
-
-    /// Mint `<file>.crt` / `<file>.key` for `names` (the first is the CN).
-    fn leaf(&self, file: &str, names: &[&str]) {
-        let mut p = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .expect("params");
-        p.distinguished_name.push(DnType::CommonName, names[0]);
-        let key = KeyPair::generate().expect("key");
-        let cert = p.signed_by(&key, &self.issuer).expect("sign");
-        std::fs::write(self.path(&format!("{file}.crt")), cert.pem()).expect("write");
-        std::fs::write(self.path(&format!("{file}.key")), key.serialize_pem()).expect("write");
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.dir.path().join(file).to_string_lossy().into_owned()
-    }
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{cmd:?} hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
-}
-
-/// curl's status code, body and error text.
-fn curl(args: &[&str]) -> (bool, String, String) {
-    let out = run(Command::new("curl")
-        .args(["-sS", "--max-time", "15"])
-        .args(args));
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn s_client(port: u16, args: &[&str]) -> String {
-    let out = run(Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
-        .args(args));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 #[test]
 fn load_balancer_listens_with_tls_and_h2() {
     let pki = Pki::new();
-    pki.leaf("server", &["localhost", "127.0.0.1"]);
     let origin = Origin::start("A");
     let tls_port = free_port();
     let tls_addr = format!("127.0.0.1:{tls_port}");
-    let (cert, key) = (pki.path("server.crt"), pki.path("server.key"));
     let _lb = Proxy::start_with_env(
         &example("load_balancer"),
         &[origin.port],
         &[
             ("TLS_LISTEN", tls_addr.as_str()),
-            ("TLS_CERT", cert.as_str()),
-            ("TLS_KEY", key.as_str()),
+            ("TLS_CERT", pki.server.cert_str()),
+            ("TLS_KEY", pki.server.key_str()),
         ],
     );
     wait_port(tls_port);
     let url = format!("https://localhost:{tls_port}/");
-    let (ok, body, err) = curl(&["--http1.1", "--cacert", &pki.path("ca.crt"), &url]);
+    let ca = pki.ca.cert_str();
+    let (ok, body, err) = curl(&["--http1.1", "--cacert", ca, &url]);
     assert!(ok, "{err}");
     assert_eq!(body, "A");
     let out = s_client(tls_port, &["-alpn", "h2,http/1.1"]);
@@ -137,7 +38,7 @@ fn load_balancer_listens_with_tls_and_h2() {
     let (ok, out, err) = curl(&[
         "--http2",
         "--cacert",
-        &pki.path("ca.crt"),
+        ca,
         "-w",
         " http/%{http_version}",
         &url,
@@ -175,36 +76,22 @@ fn header_origin() -> u16 {
 #[test]
 fn mtls_example_checks_clients_and_upstream_certificates() {
     let pki = Pki::new();
-    pki.leaf("server", &["localhost", "127.0.0.1"]);
-    pki.leaf("client", &["client-1"]);
     let origin = header_origin();
     let (cert, key, ca) = (
-        pki.path("server.crt"),
-        pki.path("server.key"),
-        pki.path("ca.crt"),
+        pki.server.cert_str(),
+        pki.server.key_str(),
+        pki.ca.cert_str(),
     );
-    let env = [
-        ("TLS_CERT", cert.as_str()),
-        ("TLS_KEY", key.as_str()),
-        ("CLIENT_CA", ca.as_str()),
-    ];
+    let env = [("TLS_CERT", cert), ("TLS_KEY", key), ("CLIENT_CA", ca)];
     let proxy = Proxy::start_with_env(&example("mtls"), &[origin], &env);
     let url = format!("https://localhost:{}/", proxy.port);
-    let (ok, body, err) = curl(&[
-        "--cacert",
-        &ca,
-        "--cert",
-        &pki.path("client.crt"),
-        "--key",
-        &pki.path("client.key"),
-        &url,
-    ]);
+    let (ok, body, err) = curl_as(&pki.client, ca, &[&url]);
     assert!(ok, "{err}");
     assert_eq!(
         body, "client-1",
         "the verified identity reaches the upstream"
     );
-    let (ok, body, _) = curl(&["--cacert", &ca, &url]);
+    let (ok, body, _) = curl(&["--cacert", ca, &url]);
     assert!(!ok, "a client without certificate was served: {body}");
 
     // openssl s_server as the TLS upstream: verified with the right CA,
@@ -219,7 +106,7 @@ fn mtls_example_checks_clients_and_upstream_certificates() {
                 "-accept",
                 &up_port.to_string(),
             ])
-            .args(["-cert", &cert, "-key", &key])
+            .args(["-cert", cert, "-key", key])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -227,24 +114,16 @@ fn mtls_example_checks_clients_and_upstream_certificates() {
             .expect("openssl s_server"),
     );
     wait_port(up_port);
-    for (upstream_ca, status) in [(ca.clone(), "200"), (pki.path("other_ca.crt"), "502")] {
+    for (upstream_ca, status) in [(ca, "200"), (pki.other_ca.cert_str(), "502")] {
         let mut env = env.to_vec();
-        env.extend([("UPSTREAM_TLS", "1"), ("UPSTREAM_CA", upstream_ca.as_str())]);
+        env.extend([("UPSTREAM_TLS", "1"), ("UPSTREAM_CA", upstream_ca)]);
         let proxy = Proxy::start_with_env(&example("mtls"), &[up_port], &env);
         let url = format!("https://localhost:{}/", proxy.port);
-        let (ok, code, err) = curl(&[
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--cacert",
-            &ca,
-            "--cert",
-            &pki.path("client.crt"),
-            "--key",
-            &pki.path("client.key"),
-            &url,
-        ]);
+        let (ok, code, err) = curl_as(
+            &pki.client,
+            ca,
+            &["-o", "/dev/null", "-w", "%{http_code}", &url],
+        );
         assert!(ok, "{err}");
         assert_eq!(code, status, "upstream CA {upstream_ca}");
     }
@@ -263,11 +142,11 @@ fn dynamic_cert_example_picks_certificates_by_sni() {
         &[origin.port],
         &[("CERT_DIR", dir.as_str())],
     );
-    let ca = pki.path("ca.crt");
+    let ca = pki.ca.cert_str();
     for name in ["a.test", "b.test", "localhost"] {
         let resolve = format!("{name}:{}:127.0.0.1", proxy.port);
         let url = format!("https://{name}:{}/", proxy.port);
-        let (ok, body, err) = curl(&["--http1.1", "--cacert", &ca, "--resolve", &resolve, &url]);
+        let (ok, body, err) = curl(&["--http1.1", "--cacert", ca, "--resolve", &resolve, &url]);
         assert!(ok, "{name}: {err}");
         assert_eq!(body, "A");
         let out = s_client(proxy.port, &["-servername", name]);
@@ -276,4 +155,60 @@ fn dynamic_cert_example_picks_certificates_by_sni() {
     // an unknown name gets the default certificate
     let out = s_client(proxy.port, &["-servername", "unknown.test"]);
     assert!(out.contains("subject=CN = localhost"), "{out}");
+}
+
+/// How long a log line may take to appear.
+const LOG_WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn failed_tls_handshakes_are_logged_with_the_client_address() {
+    let pki = Pki::new();
+    let origin = Origin::start("A");
+    let (ca, client) = (pki.ca.cert_str(), &pki.client);
+    let server = Logged::start(
+        "mtls",
+        &[origin.port],
+        &[
+            ("TLS_CERT", pki.server.cert_str()),
+            ("TLS_KEY", pki.server.key_str()),
+            ("CLIENT_CA", ca),
+        ],
+    );
+    let url = format!("https://localhost:{}/", server.port);
+
+    // a good client, from a port we know: served, and not logged
+    let good_port = free_port().to_string();
+    let (ok, body, err) = curl_as(client, ca, &["--local-port", &good_port, &url]);
+    assert!(ok, "{err}");
+    assert_eq!(body, "client-1");
+
+    // plain HTTP on the TLS port
+    let mut plain = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    let plain_addr = plain.local_addr().expect("local addr").to_string();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let _ = plain.read_to_end(&mut Vec::new());
+    let line = server
+        .wait_for_line(&["TLS handshake with", &plain_addr], LOG_WAIT)
+        .unwrap_or_else(|log| panic!("no log line for {plain_addr}:\n{log}"));
+    assert!(line.contains("WARN"), "{line}");
+
+    // a TLS client without the required client certificate
+    let bad_port = free_port().to_string();
+    let (ok, _, _) = curl(&["--cacert", ca, "--local-port", &bad_port, &url]);
+    assert!(!ok, "served without a client certificate");
+    let bad_addr = format!("127.0.0.1:{bad_port}");
+    let line = server
+        .wait_for_line(&["TLS handshake with", &bad_addr], LOG_WAIT)
+        .unwrap_or_else(|log| panic!("no log line for {bad_addr}:\n{log}"));
+    assert!(line.contains("WARN"), "{line}");
+
+    let good_addr = format!("127.0.0.1:{good_port}");
+    // logged in order of the handshakes: had it been, it would be there by now
+    let log = server.wait_for_line(&[&good_addr], Duration::from_millis(500));
+    assert!(log.is_err(), "the good handshake was logged: {log:?}");
 }

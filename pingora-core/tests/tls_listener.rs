@@ -196,49 +196,45 @@ fn sni_callback_serves_the_right_certificate() {
     }
 }
 
+/// Settings that ask clients for a certificate from the test CA.
+fn client_certs(pki: &Pki, required: bool) -> TlsSettings {
+    let mut tls = intermediate(&pki);
+    tls.verify_client_certs(pki.ca.cert_str(), required)
+        .expect("client CA");
+    tls
+}
+
 #[test]
 fn mutual_tls_accepts_good_client_and_refuses_others() {
     let pki = Pki::new();
-    let mut tls = intermediate(&pki);
-    tls.verify_client_certs(pki.ca.cert_str(), true)
-        .expect("client CA");
-    let (_server, port) = start(HttpServer::new_app(Info), tls);
     let ca = pki.ca.cert_str();
-    let url = format!("https://localhost:{port}/");
-
-    let (ok, body, err) = curl(&[
-        "--cacert",
-        ca,
-        "--cert",
-        pki.client.cert_str(),
-        "--key",
-        pki.client.key_str(),
-        &url,
-    ]);
-    assert!(ok, "{err}");
-    assert!(body.contains("cn=client-1"), "{body}");
-    assert!(body.contains("org=Pingora Test Clients"), "{body}");
-
-    // no client certificate
-    let (ok, body, _) = curl(&["--cacert", ca, &url]);
-    assert!(!ok, "accepted without a client certificate: {body}");
-    // a client certificate from another CA
-    let (ok, body, _) = curl(&[
-        "--cacert",
-        ca,
-        "--cert",
-        pki.other_ca.cert_str(),
-        "--key",
-        pki.other_ca.key_str(),
-        &url,
-    ]);
-    assert!(!ok, "accepted a foreign client certificate: {body}");
+    // required, then optional client certificates
+    for required in [true, false] {
+        let (_server, port) = start(HttpServer::new_app(Info), client_certs(&pki, required));
+        let url = format!("https://localhost:{port}/");
+        // a presented certificate is verified and reported either way
+        let (ok, body, err) = curl_as(&pki.client, ca, &[&url]);
+        assert!(ok, "required={required}: {err}");
+        assert!(body.contains("cn=client-1"), "{body}");
+        assert!(body.contains("org=Pingora Test Clients"), "{body}");
+        // a client certificate from another CA is refused either way
+        let (ok, body, _) = curl_as(&pki.other_ca, ca, &[&url]);
+        assert!(
+            !ok,
+            "required={required}: accepted a foreign client certificate: {body}"
+        );
+        // no client certificate: refused when required, else served without an identity
+        let (ok, body, err) = curl(&["--cacert", ca, &url]);
+        if required {
+            assert!(!ok, "accepted without a client certificate: {body}");
+        } else {
+            assert!(ok, "{err}");
+            assert!(body.contains("cn=-"), "{body}");
+        }
+    }
 
     // openssl s_client: the identity reaches the app through the digest
-    let mut tls = intermediate(&pki);
-    tls.verify_client_certs(pki.ca.cert_str(), true)
-        .expect("client CA");
-    let (_raw, port) = start(Raw, tls);
+    let (_raw, port) = start(Raw, client_certs(&pki, true));
     let out = s_client(
         port,
         &[
@@ -306,41 +302,4 @@ fn handshake_timeout_and_failures_stay_isolated() {
 
     let (ok, _, err) = curl(&["--cacert", pki.ca.cert_str(), &url]);
     assert!(ok, "server still serves after failed handshakes: {err}");
-}
-
-#[test]
-fn optional_client_certificates() {
-    let pki = Pki::new();
-    let mut tls = intermediate(&pki);
-    tls.verify_client_certs(pki.ca.cert_str(), false)
-        .expect("client CA");
-    let (_server, port) = start(HttpServer::new_app(Info), tls);
-    let ca = pki.ca.cert_str();
-    let url = format!("https://localhost:{port}/");
-    // anonymous clients are served, without an identity
-    let (ok, body, err) = curl(&["--cacert", ca, &url]);
-    assert!(ok, "{err}");
-    assert!(body.contains("cn=-"), "{body}");
-    // a presented certificate is still verified and reported
-    let (ok, body, err) = curl(&[
-        "--cacert",
-        ca,
-        "--cert",
-        pki.client.cert_str(),
-        "--key",
-        pki.client.key_str(),
-        &url,
-    ]);
-    assert!(ok, "{err}");
-    assert!(body.contains("cn=client-1"), "{body}");
-    let (ok, body, _) = curl(&[
-        "--cacert",
-        ca,
-        "--cert",
-        pki.other_ca.cert_str(),
-        "--key",
-        pki.other_ca.key_str(),
-        &url,
-    ]);
-    assert!(!ok, "a foreign client certificate must be refused: {body}");
 }

@@ -9,7 +9,7 @@
 //! down instead of filling memory.
 
 use bytes::Bytes;
-use http::{header, Method, Version};
+use http::{header, HeaderMap, Method, Version};
 use log::debug;
 use pingora_core::protocols::http::v2::client::Http2Session;
 use pingora_core::protocols::http::HttpTask;
@@ -163,7 +163,11 @@ where
                         request_complete = true;
                     }
                     if body.is_some() || end {
-                        pending = Some(HttpTask::Body(body, end));
+                        pending = Some(match request_trailers(session, &body, end) {
+                            // an HTTP/2 client's trailers go on to the HTTP/2 upstream
+                            Some(t) => HttpTask::Trailer(Some(Box::new(t))),
+                            None => HttpTask::Body(body, end),
+                        });
                     }
                 }
                 permit = tx_body.reserve(), if pending.is_some() => {
@@ -270,6 +274,18 @@ where
     }
 }
 
+/// The trailers of an HTTP/2 client's request, once its body ended without a last piece.
+fn request_trailers(session: &Session, body: &Option<Bytes>, end: bool) -> Option<HeaderMap> {
+    if !end || body.is_some() {
+        return None;
+    }
+    session
+        .downstream_session
+        .as_http2()
+        .and_then(|s| s.request_trailers())
+        .cloned()
+}
+
 /// The next response task from the upstream stream.
 async fn read_response_task(client: &mut Http2Session) -> Result<HttpTask> {
     if client.response_header().is_none() {
@@ -334,6 +350,13 @@ async fn h2_upstream_half(
             }
             body = rx_body.recv(), if !request_done => {
                 match body {
+                    Some(HttpTask::Trailer(Some(trailers))) => {
+                        if let Err(e) = client.write_request_trailers(*trailers) {
+                            debug!("failed to send request trailers upstream over h2: {e}");
+                            rx_body.close();
+                        }
+                        request_done = true;
+                    }
                     Some(HttpTask::Body(data, end)) => {
                         let data = data.unwrap_or_else(Bytes::new);
                         if let Err(e) = client.write_request_body(data, end).await {

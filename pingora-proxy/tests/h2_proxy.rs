@@ -82,11 +82,18 @@ async fn h2_client_to_h2_upstream_with_body_and_trailers() {
         proxy,
         "POST",
         "/echo",
-        &["200000", "x-want-trailers:1", "te:trailers"],
+        &[
+            "200000",
+            "x-want-trailers:1",
+            "te:trailers",
+            "trailer=x-req-trailer:yes",
+        ],
     )
     .await;
     assert_eq!(r["status"], 200, "{r}");
     assert_eq!(r["body_ok"], true, "{r}");
+    // request trailers travel too when both sides speak HTTP/2
+    assert_eq!(r["headers"]["x-seen-req-trailer"], "yes", "{r}");
     assert_eq!(r["headers"]["x-origin-proto"], "h2", "{r}");
     assert_eq!(r["trailers"]["x-origin-trailer"], "done", "{r}");
     let out = curl(&[

@@ -45,6 +45,8 @@ pub struct Pki {
     pub expired: Minted,
     /// `wrong.test` only.
     pub wrong_name: Minted,
+    /// Signs further leaves (see [`Pki::leaf`]).
+    issuer: Issuer<'static, KeyPair>,
 }
 
 fn ca_params(cn: &str) -> CertificateParams {
@@ -53,6 +55,15 @@ fn ca_params(cn: &str) -> CertificateParams {
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     p.distinguished_name.push(DnType::CommonName, cn);
     p
+}
+
+/// A self-signed CA written as `<file>.crt` / `<file>.key`, and its issuer.
+fn self_signed_ca(dir: &Path, file: &str, cn: &str) -> (Minted, Issuer<'static, KeyPair>) {
+    let key = KeyPair::generate().expect("key");
+    let params = ca_params(cn);
+    let cert = params.self_signed(&key).expect("ca");
+    let minted = write(dir, file, &cert.pem(), &key, cert.der());
+    (minted, Issuer::new(params, key))
 }
 
 fn write(dir: &Path, name: &str, cert_pem: &str, key: &KeyPair, cert_der: &[u8]) -> Minted {
@@ -96,22 +107,8 @@ impl Pki {
     pub fn new() -> Pki {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        let ca_key = KeyPair::generate().expect("key");
-        let params = ca_params("Pingora Test CA");
-        let ca_cert = params.self_signed(&ca_key).expect("ca");
-        let ca = write(d, "ca", &ca_cert.pem(), &ca_key, ca_cert.der());
-        let issuer = Issuer::new(params, ca_key);
-
-        let other_key = KeyPair::generate().expect("key");
-        let other_params = ca_params("Some Other CA");
-        let other_cert = other_params.self_signed(&other_key).expect("ca");
-        let other_ca = write(
-            d,
-            "other_ca",
-            &other_cert.pem(),
-            &other_key,
-            other_cert.der(),
-        );
+        let (ca, issuer) = self_signed_ca(d, "ca", "Pingora Test CA");
+        let (other_ca, _) = self_signed_ca(d, "other_ca", "Some Other CA");
 
         Pki {
             server: leaf(
@@ -161,8 +158,23 @@ impl Pki {
             ),
             ca,
             other_ca,
+            issuer,
             dir,
         }
+    }
+
+    /// Mint `<file>.crt` / `<file>.key` signed by the test CA, valid for
+    /// `names` (the first one is also the CN).
+    pub fn leaf(&self, file: &str, names: &[&str]) -> Minted {
+        leaf(
+            self.dir.path(),
+            file,
+            names,
+            names[0],
+            None,
+            false,
+            &self.issuer,
+        )
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -226,6 +238,21 @@ pub fn curl(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// curl presenting `who` as its client certificate, trusting `ca`, then
+/// `args`; returns (success, stdout, stderr).
+pub fn curl_as(who: &Minted, ca: &str, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec![
+        "--cacert",
+        ca,
+        "--cert",
+        who.cert_str(),
+        "--key",
+        who.key_str(),
+    ];
+    all.extend_from_slice(args);
+    curl(&all)
 }
 
 /// A child process killed when dropped.

@@ -1,6 +1,6 @@
 """A small HTTP/2 (h2c, prior knowledge) client on the python `h2` package.
 
-usage: h2_client.py HOST PORT METHOD PATH [BODY_BYTES] [header:value ...]
+usage: h2_client.py HOST PORT METHOD PATH [BODY_BYTES] [header:value ...] [trailer=name:value ...]
 Prints one JSON object: status, headers, body length and text (if short), trailers,
 and the GOAWAY/reset seen, if any.
 """
@@ -17,8 +17,12 @@ def main():
     host, port, method, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     body = b""
     extra = []
+    trailers = []
     for arg in sys.argv[5:]:
-        if ":" in arg:
+        if arg.startswith("trailer="):
+            k, v = arg[len("trailer="):].split(":", 1)
+            trailers.append((k, v))
+        elif ":" in arg:
             k, v = arg.split(":", 1)
             extra.append((k, v))
         else:
@@ -43,7 +47,10 @@ def main():
                 break
             piece = body[sent:sent + window]
             sent += len(piece)
-            conn.send_data(sid, piece, end_stream=sent == len(body))
+            last = sent == len(body)
+            conn.send_data(sid, piece, end_stream=last and not trailers)
+            if last and trailers:
+                conn.send_headers(sid, trailers, end_stream=True)
         sock.sendall(conn.data_to_send())
         chunk = sock.recv(65536)
         if not chunk:

@@ -101,6 +101,15 @@ async fn respond(s: &mut ServerSession) -> Result<()> {
             while let Some(piece) = s.read_request_body().await? {
                 body.extend_from_slice(&piece);
             }
+            // an HTTP/2 client's request trailer, reported back
+            let req_trailer = s
+                .as_http2()
+                .and_then(|h| h.request_trailers())
+                .and_then(|t| t.get("x-req-trailer"))
+                .cloned();
+            if let Some(v) = req_trailer {
+                resp.insert_header("x-seen-req-trailer", v)?;
+            }
             let trailers = s.get_header("x-want-trailers").is_some();
             if trailers {
                 if !s.is_http2() {

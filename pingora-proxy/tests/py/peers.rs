@@ -89,3 +89,20 @@ pub fn run_client(script_name: &str, args: &[&str], limit: Duration) -> Output {
         }
     }
 }
+
+/// Every check `grpc_peer.py client` runs; each prints `CHECK <name> ok` once it passed.
+pub const GRPC_CHECKS: [&str; 6] = [
+    "unary",
+    "unary_1mib",
+    "server_stream",
+    "client_stream",
+    "bidi",
+    "error_status",
+];
+
+/// Assert that `out`, the stdout of `grpc_peer.py client`, reports every check passed.
+pub fn assert_grpc_checks(out: &str) {
+    for check in GRPC_CHECKS {
+        assert!(out.contains(&format!("CHECK {check} ok")), "{check}: {out}");
+    }
+}

@@ -1,6 +1,8 @@
 //! The client side of TLS: one shared context per [`TransportConnector`]
 //! (trusted roots, default client certificate), adjusted per connection by
-//! the peer's options.
+//! the peer's options. Peers with their own CA set get a context built once
+//! per distinct set and cached, so the trust store is not rebuilt for every
+//! connection.
 //!
 //! [`TransportConnector`]: super::TransportConnector
 
@@ -9,17 +11,34 @@ use crate::protocols::tls::{handshake_error, TlsStream};
 use crate::protocols::{ALPN, IO};
 use crate::tls::ext;
 use crate::tls::pkey::PKey;
-use crate::tls::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+use crate::tls::ssl::{SslConnector, SslConnectorBuilder, SslFiletype, SslMethod, SslVerifyMode};
 use crate::tls::x509::store::X509StoreBuilder;
 use crate::tls::x509::X509;
-use crate::upstreams::peer::Peer;
+use crate::upstreams::peer::{Peer, X509 as PeerCert};
 use log::{error, warn};
+use parking_lot::Mutex;
 use pingora_error::{Error, ErrorSource, ErrorType::*, OkOrErr, OrErr, Result};
+use std::collections::HashMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// How many distinct peer CA sets keep a cached context; past this the cache
+/// starts over (a bound against peers minting endless CA sets).
+const MAX_CA_CONTEXTS: usize = 128;
+
+/// A peer's own trusted CA set, compared and hashed by its DER contents.
+type CaSet = Arc<Box<[PeerCert]>>;
 
 /// The shared TLS client context of a connector.
 pub(crate) struct TlsConnector {
     ctx: SslConnector,
+    /// What `ctx` was built from, to build the per-CA-set contexts alike.
+    options: Option<ConnectorOptions>,
+    /// One context per distinct peer CA set, its trust store holding that set.
+    by_ca: Mutex<HashMap<CaSet, SslConnector>>,
+    /// How many per-CA-set contexts were built (for tests and diagnostics).
+    ca_builds: AtomicUsize,
 }
 
 impl TlsConnector {
@@ -27,6 +46,16 @@ impl TlsConnector {
     /// file that cannot be loaded is logged and left out (connections that
     /// need it then fail verification rather than the whole server).
     pub(crate) fn new(options: Option<&ConnectorOptions>) -> Result<Self> {
+        Ok(TlsConnector {
+            ctx: Self::builder(options)?.build(),
+            options: options.cloned(),
+            by_ca: Mutex::new(HashMap::new()),
+            ca_builds: AtomicUsize::new(0),
+        })
+    }
+
+    /// A context builder configured from the connector options.
+    fn builder(options: Option<&ConnectorOptions>) -> Result<SslConnectorBuilder> {
         let mut builder = SslConnector::builder(SslMethod::tls())
             .or_err(InternalError, "failed to create the TLS connector")?;
         ext::offer_pq_groups(&mut builder);
@@ -62,9 +91,38 @@ impl TlsConnector {
                 }
             }
         }
-        Ok(TlsConnector {
-            ctx: builder.build(),
-        })
+        Ok(builder)
+    }
+
+    /// The context for peers trusting exactly `cas`: cached per distinct set
+    /// (by contents, so equal sets in different `Arc`s share one), built on
+    /// first use with the connector options and a trust store of `cas` only.
+    fn ca_ctx(&self, cas: &CaSet) -> Result<SslConnector> {
+        if let Some(ctx) = self.by_ca.lock().get(cas) {
+            return Ok(ctx.clone());
+        }
+        let mut builder = Self::builder(self.options.as_ref())?;
+        let mut store = X509StoreBuilder::new().or_err(InternalError, "TLS CA store")?;
+        for ca in cas.iter() {
+            let cert = X509::from_der(ca.der()).or_err(InternalError, "peer CA certificate")?;
+            store
+                .add_cert(cert)
+                .or_err(InternalError, "peer CA store")?;
+        }
+        builder.set_cert_store(store.build());
+        let ctx = builder.build();
+        self.ca_builds.fetch_add(1, Ordering::Relaxed);
+        let mut cache = self.by_ca.lock();
+        if cache.len() >= MAX_CA_CONTEXTS {
+            cache.clear();
+        }
+        Ok(cache.entry(cas.clone()).or_insert(ctx).clone())
+    }
+
+    /// How many per-CA-set contexts were built so far.
+    #[cfg(test)]
+    pub(crate) fn ca_contexts_built(&self) -> usize {
+        self.ca_builds.load(Ordering::Relaxed)
     }
 
     /// Run the TLS handshake with `peer` over `stream`, configured by the
@@ -81,7 +139,18 @@ impl TlsConnector {
             e.esource = ErrorSource::Internal;
             e
         };
-        let mut conf = self.ctx.configure().map_err(setup)?;
+        let mut conf = match peer.get_ca() {
+            Some(cas) => {
+                let ctx = self.ca_ctx(cas).map_err(|mut e| {
+                    e.etype = TLSHandshakeFailure;
+                    e.esource = ErrorSource::Internal;
+                    e
+                })?;
+                ctx.configure()
+            }
+            None => self.ctx.configure(),
+        }
+        .map_err(setup)?;
         if let Some(ck) = peer.get_client_cert_key() {
             let leaf = ck
                 .leaf()
@@ -94,15 +163,6 @@ impl TlsConnector {
                 ext::add_chain_cert(&mut conf, X509::from_der(c.der()).map_err(setup)?)
                     .map_err(setup)?;
             }
-        }
-        if let Some(cas) = peer.get_ca() {
-            let mut store = X509StoreBuilder::new().map_err(setup)?;
-            for ca in cas.iter() {
-                store
-                    .add_cert(X509::from_der(ca.der()).map_err(setup)?)
-                    .map_err(setup)?;
-            }
-            conf.set_verify_cert_store(store.build()).map_err(setup)?;
         }
         if let Some(groups) = peer.get_peer_options().and_then(|o| o.curves) {
             ext::set_groups_list(&mut conf, groups).map_err(setup)?;
@@ -141,3 +201,6 @@ impl TlsConnector {
         Ok(tls)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -36,19 +36,31 @@ fn offset_of(base: &[u8], part: &[u8]) -> (usize, usize) {
     (start.min(base.len()), part.len())
 }
 
-/// Whether any LF in `head` is not preceded by CR. Counts instead of
-/// searching so that the compiler can vectorize both loops (no early exit).
-fn has_bare_lf(head: &[u8]) -> bool {
-    let Some(first) = head.first() else {
-        return false;
-    };
-    let lf = head.iter().filter(|b| **b == b'\n').count();
-    let crlf = head[1..]
-        .iter()
-        .zip(head)
-        .filter(|(b, prev)| **b == b'\n' && **prev == b'\r')
-        .count();
-    *first == b'\n' || lf != crlf
+/// What one pass over an accepted head found.
+struct HeadScan {
+    /// An LF not preceded by CR.
+    bare_lf: bool,
+    /// Only ASCII bytes.
+    ascii: bool,
+}
+
+/// Scan a head that httparse accepted.
+///
+/// httparse only lets a CR through as the first half of a CRLF line end (CR
+/// is invalid in every token, target, value and reason phrase), so in an
+/// accepted head the number of CRs equals the number of CRLFs, and a bare LF
+/// shows as more LFs than CRs. One pass without early exit: it vectorizes.
+fn scan_head(head: &[u8]) -> HeadScan {
+    let (mut cr, mut lf, mut high) = (0usize, 0usize, 0u8);
+    for b in head {
+        cr += usize::from(*b == b'\r');
+        lf += usize::from(*b == b'\n');
+        high |= *b;
+    }
+    HeadScan {
+        bare_lf: cr != lf,
+        ascii: high < 0x80,
+    }
 }
 
 /// Checks on an incomplete head: too big, or a request line that can only
@@ -136,7 +148,8 @@ pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>>
             format!("request target longer than {MAX_URI_LEN} bytes"),
         );
     }
-    if has_bare_lf(&buf[..len]) {
+    let scan = scan_head(&buf[..len]);
+    if scan.bare_lf {
         return fail(400, "bare LF in request head");
     }
     let head = buf.split_to(len).freeze();
@@ -153,7 +166,9 @@ pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>>
         Version::HTTP_11
     });
     for r in fields(&refs, n_fields) {
-        add_field(&head, r, |n, v| req.append_header(n, v).map(|_| ()))?;
+        add_field(&head, r, scan.ascii, |n, v| {
+            req.append_header(n, v).map(|_| ())
+        })?;
     }
     Ok(Some((req, head)))
 }
@@ -161,10 +176,19 @@ pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>>
 fn add_field(
     head: &Bytes,
     r: &FieldRef,
+    ascii: bool,
     mut append: impl FnMut(Bytes, HeaderValue) -> Result<()>,
 ) -> Result<()> {
-    let value = HeaderValue::from_maybe_shared(slice(head, r.value))
-        .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid header value"))?;
+    let bytes = slice(head, r.value);
+    let value = if ascii {
+        // SAFETY: the head is ASCII, which is valid UTF-8 (the requirement of the unchecked
+        // constructor), and httparse already refused every byte a header
+        // value may not hold (controls other than HTAB, DEL)
+        unsafe { HeaderValue::from_maybe_shared_unchecked(bytes) }
+    } else {
+        HeaderValue::from_maybe_shared(bytes)
+            .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid header value"))?
+    };
     append(slice(head, r.name), value)
 }
 
@@ -196,7 +220,8 @@ pub(super) fn parse_response(buf: &mut BytesMut) -> Result<Parsed<ResponseHeader
     if len > MAX_HEADER_SIZE {
         return fail(431, format!("header larger than {MAX_HEADER_SIZE} bytes"));
     }
-    if has_bare_lf(&buf[..len]) {
+    let scan = scan_head(&buf[..len]);
+    if scan.bare_lf {
         return fail(400, "bare LF in response head");
     }
     let head = buf.split_to(len).freeze();
@@ -214,7 +239,9 @@ pub(super) fn parse_response(buf: &mut BytesMut) -> Result<Parsed<ResponseHeader
         }
     }
     for r in fields(&refs, n_fields) {
-        add_field(&head, r, |n, v| resp.append_header(n, v).map(|_| ()))?;
+        add_field(&head, r, scan.ascii, |n, v| {
+            resp.append_header(n, v).map(|_| ())
+        })?;
     }
     Ok(Some((resp, head)))
 }
