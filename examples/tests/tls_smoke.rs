@@ -180,7 +180,7 @@ fn failed_tls_handshakes_are_logged_with_the_client_address() {
     let good_port = free_port().to_string();
     let (ok, body, err) = curl_as(client, ca, &["--local-port", &good_port, &url]);
     assert!(ok, "{err}");
-    assert_eq!(body, "client-1");
+    assert_eq!(body, "A");
 
     // plain HTTP on the TLS port
     let mut plain = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");

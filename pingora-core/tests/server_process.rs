@@ -2,6 +2,8 @@
 //! signals. The test binary re-runs itself, executing one of the ignored
 //! `child_*` entry points in the child process.
 
+#[path = "server_lifecycle/procs.rs"]
+mod procs;
 mod server_common;
 
 use async_trait::async_trait;
@@ -10,6 +12,7 @@ use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
 use pingora_core::services::listening::Service;
+use procs::gone;
 use server_common::*;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -124,19 +127,6 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Whether `pid` exited: no such process, or a zombie nobody reaped yet.
-fn gone(pid: nix::unistd::Pid) -> bool {
-    if nix::sys::signal::kill(pid, None).is_err() {
-        return true;
-    }
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
 }
 
 /// Start the daemon child, check it serves, stop it with `signal`; returns

@@ -1,178 +1,20 @@
 //! Zero downtime upgrades with real processes: two upgrades in a row under
 //! load, an upgrade nobody takes, and daemons upgraded the way systemd does.
 
+#[path = "server_lifecycle/load.rs"]
+mod load;
 mod server_common;
 mod server_lifecycle;
 
 use nix::sys::signal::{kill, Signal};
 use server_common::{read_response, WAIT};
+use server_lifecycle::procs::gone;
 use server_lifecycle::*;
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Requests answered so far, by all load clients.
-static ANSWERED: AtomicU64 = AtomicU64::new(0);
-
-/// Let the load run for at least ten seconds and at least 20,000 requests
-/// (a slow machine takes longer), but never more than 30 seconds.
-fn wait_for_load_target(start: Instant) {
-    while start.elapsed() < Duration::from_secs(10)
-        || (ANSWERED.load(Ordering::Relaxed) < 20_000 && start.elapsed() < Duration::from_secs(30))
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-// ---------------------------------------------------------------- load
-
-/// Counts of one load run.
-#[derive(Default, Debug)]
-struct Stats {
-    ok: u64,
-    failed: u64,
-    resets: u64,
-    connects: u64,
-    closes_by_server: u64,
-    per_pid: HashMap<u32, u64>,
-    errors: Vec<String>,
-}
-
-impl Stats {
-    fn merge(&mut self, o: Stats) {
-        self.ok += o.ok;
-        self.failed += o.failed;
-        self.resets += o.resets;
-        self.connects += o.connects;
-        self.closes_by_server += o.closes_by_server;
-        for (k, v) in o.per_pid {
-            *self.per_pid.entry(k).or_default() += v;
-        }
-        self.errors.extend(o.errors.into_iter().take(5));
-    }
-
-    fn error(&mut self, e: &std::io::Error, what: &str) {
-        if matches!(
-            e.kind(),
-            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
-        ) {
-            self.resets += 1;
-        } else {
-            self.failed += 1;
-        }
-        if self.errors.len() < 5 {
-            self.errors.push(format!("{what}: {e}"));
-        }
-    }
-}
-
-trait Conn: Read + Write + Send {}
-impl<T: Read + Write + Send> Conn for T {}
-
-/// Read one response: `(status, close, body)`.
-fn read_one(r: &mut BufReader<Box<dyn Conn>>) -> std::io::Result<(u16, bool, Vec<u8>)> {
-    let mut line = String::new();
-    if r.read_line(&mut line)? == 0 {
-        return Err(std::io::Error::new(
-            ErrorKind::UnexpectedEof,
-            "closed before the response",
-        ));
-    }
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
-    let (mut len, mut close) = (None, false);
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::new(
-                ErrorKind::UnexpectedEof,
-                "closed inside the head",
-            ));
-        }
-        if line == "\r\n" {
-            break;
-        }
-        let (k, v) = line.split_once(':').unwrap_or((&line, ""));
-        let v = v.trim();
-        if k.eq_ignore_ascii_case("content-length") {
-            len = v.parse::<usize>().ok();
-        } else if k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close") {
-            close = true;
-        }
-    }
-    let len = len.ok_or_else(|| std::io::Error::other("no content-length"))?;
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    Ok((status, close, body))
-}
-
-/// Keep-alive requests until `stop`; reconnects when the server says
-/// `Connection: close`. Nothing is retried: every error counts.
-fn client(
-    id: usize,
-    connect: impl Fn() -> std::io::Result<Box<dyn Conn>>,
-    stop: &AtomicBool,
-) -> Stats {
-    let mut st = Stats::default();
-    let mut conn: Option<BufReader<Box<dyn Conn>>> = None;
-    let mut i = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match connect() {
-                Ok(s) => {
-                    st.connects += 1;
-                    conn.insert(BufReader::new(s))
-                }
-                Err(e) => {
-                    st.error(&e, "connect");
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
-            },
-        };
-        i += 1;
-        let path = format!("/c{id}/r{i}");
-        let req = format!("GET {path} HTTP/1.1\r\nHost: load\r\n\r\n");
-        if let Err(e) = c.get_mut().write_all(req.as_bytes()) {
-            st.error(&e, "write");
-            conn = None;
-            continue;
-        }
-        match read_one(c) {
-            Ok((status, close, body)) => {
-                let text = String::from_utf8_lossy(&body);
-                let pid = text.split(' ').next().and_then(|p| p.parse::<u32>().ok());
-                match pid {
-                    Some(pid) if status == 200 && text.ends_with(&format!(" {path}")) => {
-                        st.ok += 1;
-                        ANSWERED.fetch_add(1, Ordering::Relaxed);
-                        *st.per_pid.entry(pid).or_default() += 1;
-                    }
-                    _ => {
-                        st.failed += 1;
-                        st.errors.push(format!("wrong answer {status} {text}"));
-                    }
-                }
-                if close {
-                    st.closes_by_server += 1;
-                    conn = None;
-                }
-            }
-            Err(e) => {
-                st.error(&e, "read");
-                conn = None;
-            }
-        }
-    }
-    st
-}
 
 #[test]
 fn upgrade_twice_under_load() {
@@ -182,14 +24,14 @@ fn upgrade_twice_under_load() {
     assert_eq!(pid1, first.pid.as_raw() as u32);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let total = Arc::new(Mutex::new(Stats::default()));
+    let total = Arc::new(Mutex::new(load::Stats::default()));
     let mut clients = Vec::new();
     for id in 0..8 {
         let (stop, total) = (stop.clone(), total.clone());
         let (addr, uds) = (s.addr.clone(), s.uds.clone());
         clients.push(std::thread::spawn(move || {
             // six clients over TCP, two over the Unix socket
-            let connect = move || -> std::io::Result<Box<dyn Conn>> {
+            let connect = move || -> std::io::Result<Box<dyn load::Conn>> {
                 if id < 6 {
                     let c = std::net::TcpStream::connect(&addr)?;
                     c.set_read_timeout(Some(WAIT))?;
@@ -201,7 +43,14 @@ fn upgrade_twice_under_load() {
                     Ok(Box::new(c))
                 }
             };
-            let st = client(id, connect, &stop);
+            // the app answers "<pid> <path>"
+            let served_by = |path: &str, reply: &load::Reply| {
+                let text = String::from_utf8_lossy(&reply.body);
+                let (pid, echoed) = text.split_once(' ')?;
+                pid.parse::<u32>().ok()?;
+                (echoed == path).then(|| pid.to_string())
+            };
+            let st = load::client(id, connect, served_by, &stop);
             total.lock().expect("stats").merge(st);
         }));
     }
@@ -224,7 +73,7 @@ fn upgrade_twice_under_load() {
         );
         old = new;
     }
-    wait_for_load_target(start);
+    load::wait_for_load_target(start);
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().expect("client thread");

@@ -5,6 +5,8 @@
 #[path = "server_common/mod.rs"]
 mod server_common;
 mod tls_common;
+#[path = "tls_common/server.rs"]
+mod tls_server;
 
 use async_trait::async_trait;
 use pingora_core::apps::http_app::{HttpServer, ServeHttp};
@@ -12,17 +14,15 @@ use pingora_core::apps::ServerApp;
 use pingora_core::listeners::{TlsAccept, TlsSettings};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::Stream;
-use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::{Server, ShutdownWatch};
-use pingora_core::services::listening::Service;
+use pingora_core::server::ShutdownWatch;
 use pingora_core::tls::pkey::{PKey, Private};
 use pingora_core::tls::ssl::NameType;
 use pingora_core::tls::x509::X509;
-use server_common::{free_addr, Running};
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tls_common::*;
+use tls_server::start_tls;
 use tokio::io::AsyncWriteExt;
 
 /// Answers with what the TLS layer reported about the connection.
@@ -65,32 +65,6 @@ impl ServerApp for Raw {
     }
 }
 
-fn conf() -> ServerConf {
-    ServerConf {
-        threads: 1,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(1),
-        ..Default::default()
-    }
-}
-
-fn start<A: ServerApp + Send + Sync + 'static>(app: A, tls: TlsSettings) -> (Running, u16) {
-    let addr = free_addr();
-    let port: u16 = addr
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
-    let mut server = Server::new_with_opt_and_conf(None, conf());
-    server.bootstrap();
-    let mut service = Service::new("tls test".into(), app);
-    service.add_tls_with_settings(&addr, None, tls);
-    server.add_service(service);
-    let running = Running::start(server);
-    wait_port(port);
-    (running, port)
-}
-
 fn intermediate(pki: &Pki) -> TlsSettings {
     TlsSettings::intermediate(pki.server.cert_str(), pki.server.key_str()).expect("settings")
 }
@@ -98,7 +72,7 @@ fn intermediate(pki: &Pki) -> TlsSettings {
 #[test]
 fn curl_speaks_tls13_and_tls12() {
     let pki = Pki::new();
-    let (_server, port) = start(HttpServer::new_app(Info), intermediate(&pki));
+    let (_server, port) = start_tls(HttpServer::new_app(Info), intermediate(&pki));
     let ca = pki.ca.cert_str();
     let url = format!("https://localhost:{port}/");
     let (ok, body, err) = curl(&["--cacert", ca, &url]);
@@ -125,7 +99,7 @@ fn alpn_selects_h2_or_http11_and_the_stream_reports_it() {
     let pki = Pki::new();
     let mut tls = intermediate(&pki);
     tls.enable_h2();
-    let (_server, port) = start(Raw, tls);
+    let (_server, port) = start_tls(Raw, tls);
     let ca = pki.ca.cert_str();
     let out = s_client(port, &["-alpn", "h2,http/1.1", "-CAfile", ca, "-ign_eof"]);
     assert!(out.contains("ALPN protocol: h2"), "{out}");
@@ -136,7 +110,7 @@ fn alpn_selects_h2_or_http11_and_the_stream_reports_it() {
     assert!(out.contains("alpn=Some(H1)"), "{out}");
 
     // without enable_h2 nothing is selected: clients fall back to HTTP/1.1
-    let (_plain, port) = start(Raw, intermediate(&pki));
+    let (_plain, port) = start_tls(Raw, intermediate(&pki));
     let out = s_client(port, &["-alpn", "h2", "-ign_eof"]);
     assert!(out.contains("No ALPN negotiated"), "{out}");
     assert!(out.contains("alpn=None"), "{out}");
@@ -178,7 +152,7 @@ fn sni_callback_serves_the_right_certificate() {
         other: load(&pki.second),
     };
     let tls = TlsSettings::with_callbacks(Box::new(cb)).expect("settings");
-    let (_server, port) = start(HttpServer::new_app(Info), tls);
+    let (_server, port) = start_tls(HttpServer::new_app(Info), tls);
     let ca = pki.ca.cert_str();
 
     let out = s_client(port, &["-servername", "other.test", "-CAfile", ca]);
@@ -198,7 +172,7 @@ fn sni_callback_serves_the_right_certificate() {
 
 /// Settings that ask clients for a certificate from the test CA.
 fn client_certs(pki: &Pki, required: bool) -> TlsSettings {
-    let mut tls = intermediate(&pki);
+    let mut tls = intermediate(pki);
     tls.verify_client_certs(pki.ca.cert_str(), required)
         .expect("client CA");
     tls
@@ -210,7 +184,7 @@ fn mutual_tls_accepts_good_client_and_refuses_others() {
     let ca = pki.ca.cert_str();
     // required, then optional client certificates
     for required in [true, false] {
-        let (_server, port) = start(HttpServer::new_app(Info), client_certs(&pki, required));
+        let (_server, port) = start_tls(HttpServer::new_app(Info), client_certs(&pki, required));
         let url = format!("https://localhost:{port}/");
         // a presented certificate is verified and reported either way
         let (ok, body, err) = curl_as(&pki.client, ca, &[&url]);
@@ -234,7 +208,7 @@ fn mutual_tls_accepts_good_client_and_refuses_others() {
     }
 
     // openssl s_client: the identity reaches the app through the digest
-    let (_raw, port) = start(Raw, client_certs(&pki, true));
+    let (_raw, port) = start_tls(Raw, client_certs(&pki, true));
     let out = s_client(
         port,
         &[
@@ -253,7 +227,7 @@ fn mutual_tls_accepts_good_client_and_refuses_others() {
 #[test]
 fn tls12_sessions_resume_with_tickets() {
     let pki = Pki::new();
-    let (_server, port) = start(Raw, intermediate(&pki));
+    let (_server, port) = start_tls(Raw, intermediate(&pki));
     let sess = pki.path("session.pem");
     let sess = sess.to_str().expect("path");
     let out = s_client(port, &["-tls1_2", "-sess_out", sess, "-ign_eof"]);
@@ -268,7 +242,7 @@ fn handshake_timeout_and_failures_stay_isolated() {
     let pki = Pki::new();
     let mut tls = intermediate(&pki);
     tls.set_handshake_timeout(Duration::from_millis(500));
-    let (_server, port) = start(HttpServer::new_app(Info), tls);
+    let (_server, port) = start_tls(HttpServer::new_app(Info), tls);
 
     // a client that never says anything is cut off after the timeout
     let mut silent = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");

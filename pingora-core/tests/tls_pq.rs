@@ -7,20 +7,21 @@
 #[path = "server_common/mod.rs"]
 mod server_common;
 mod tls_common;
+#[path = "tls_common/server.rs"]
+mod tls_server;
 
 use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
 use pingora_core::connectors::TransportConnector;
 use pingora_core::listeners::TlsSettings;
 use pingora_core::protocols::Stream;
-use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::{Server, ShutdownWatch};
-use pingora_core::services::listening::Service;
+use pingora_core::server::ShutdownWatch;
 use pingora_core::upstreams::peer::{HttpPeer, X509};
-use server_common::{free_addr, Running};
+use server_common::Running;
 use std::sync::Arc;
 use std::time::Duration;
 use tls_common::*;
+use tls_server::start_tls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Tells the client which group the server saw negotiated.
@@ -39,28 +40,9 @@ impl ServerApp for Group {
 }
 
 fn start(pki: &Pki) -> (Running, u16) {
-    let addr = free_addr();
-    let port: u16 = addr
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
-    let conf = ServerConf {
-        threads: 1,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(1),
-        ..Default::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
-    let mut service = Service::new("pq".into(), Group);
     let tls =
         TlsSettings::intermediate(pki.server.cert_str(), pki.server.key_str()).expect("settings");
-    service.add_tls_with_settings(&addr, None, tls);
-    server.add_service(service);
-    let running = Running::start(server);
-    wait_port(port);
-    (running, port)
+    start_tls(Group, tls)
 }
 
 /// Connect with our client; (client-side group, server-side line, fips).

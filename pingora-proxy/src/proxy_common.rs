@@ -1,7 +1,10 @@
-//! Pieces shared by the proxy phases: error-to-status mapping and hop-by-hop header handling.
+//! Pieces shared by the proxy phases: error-to-status mapping, hop-by-hop header handling and
+//! turning the request body read from the client into tasks for the upstream.
 
+use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
+use pingora_core::protocols::http::HttpTask;
 use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 
@@ -86,8 +89,8 @@ pub(crate) fn strip_request_hop_by_hop(req: &mut RequestHeader) {
 }
 
 /// Turn an HTTP/2 request into its HTTP/1.1 shape: the target in origin-form, `Host` from
-/// `:authority`, and a body of unknown length (no `content-length`, HEADERS without
-/// END_STREAM) announced as chunked.
+/// `:authority`, and a body (HEADERS without END_STREAM) of unknown length or announcing
+/// trailers sent chunked.
 fn h2_to_h1_request(req: &mut RequestHeader) {
     if !req.headers.contains_key(header::HOST) {
         if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_owned()) {
@@ -104,7 +107,12 @@ fn h2_to_h1_request(req: &mut RequestHeader) {
             req.set_uri(uri);
         }
     }
-    if req.send_end_stream() == Some(false) && !req.headers.contains_key(header::CONTENT_LENGTH) {
+    // A body announcing trailers (`Trailer` header) goes chunked even with a length: only a
+    // chunked HTTP/1.1 body can carry them.
+    let chunked = !req.headers.contains_key(header::CONTENT_LENGTH)
+        || req.headers.contains_key(header::TRAILER);
+    if req.send_end_stream() == Some(false) && chunked {
+        req.remove_header(&header::CONTENT_LENGTH);
         let _ = req.insert_header(
             header::TRANSFER_ENCODING,
             HeaderValue::from_static("chunked"),
@@ -131,6 +139,38 @@ pub(crate) fn prepare_upstream_request(req: &mut RequestHeader) {
         );
     }
     req.set_version(Version::HTTP_11);
+}
+
+/// The (non-empty) trailers of an HTTP/2 client's request, once its body was read to the end.
+pub(crate) fn request_trailers(session: &crate::Session) -> Option<&http::HeaderMap> {
+    session
+        .downstream_session
+        .as_http2()
+        .and_then(|s| s.request_trailers())
+        .filter(|t| !t.is_empty())
+}
+
+/// The tasks that take a piece of request body (`end`: the body is over) to the upstream: the
+/// piece, then, when the body of an HTTP/2 client's request ended with trailers, the trailers
+/// (they end the body instead of the piece). On a retry the trailers are still there: the
+/// session keeps them once read, so they follow the replayed body again.
+pub(crate) fn request_body_tasks(
+    session: &crate::Session,
+    body: Option<Bytes>,
+    end: bool,
+) -> (Option<HttpTask>, Option<HttpTask>) {
+    let trailers = end.then(|| request_trailers(session)).flatten().cloned();
+    match trailers {
+        None if body.is_none() && !end => (None, None),
+        None => (Some(HttpTask::Body(body, end)), None),
+        Some(t) => {
+            let trailers = HttpTask::Trailer(Some(Box::new(t)));
+            match body.filter(|b| !b.is_empty()) {
+                Some(b) => (Some(HttpTask::Body(Some(b), false)), Some(trailers)),
+                None => (Some(trailers), None),
+            }
+        }
+    }
 }
 
 /// Whether a response with `status` to a `method` request may carry a body.
@@ -269,6 +309,20 @@ mod tests {
         );
         assert!(!req.headers.contains_key("te"));
         assert_eq!(req.version, Version::HTTP_11);
+
+        // a length is kept, unless trailers are announced
+        for (announced, chunked) in [(false, false), (true, true)] {
+            let mut req = RequestHeader::build("POST", b"/", None).expect("valid");
+            req.set_version(Version::HTTP_2);
+            req.set_send_end_stream(false);
+            req.insert_header("Content-Length", "3").expect("header");
+            if announced {
+                req.insert_header("Trailer", "x-sum").expect("header");
+            }
+            prepare_upstream_request(&mut req);
+            assert_eq!(req.headers.contains_key("transfer-encoding"), chunked);
+            assert_eq!(req.headers.contains_key("content-length"), !chunked);
+        }
 
         // a bodiless request (END_STREAM on HEADERS) stays unframed; Host is kept
         let mut req = RequestHeader::build("GET", b"http://b.test/", None).expect("valid");

@@ -7,7 +7,7 @@
 //! reads the response). Each half only takes a new item from its socket once the previous one
 //! was handed over, so memory per request stays bounded whatever the body sizes, and neither
 //! half can block the other: an upstream that answers before the upload ended still gets its
-//! response through.
+//! response through. The downstream half here also serves HTTP/2 upstreams (`proxy_h2`).
 
 use bytes::Bytes;
 use http::{header, Method, StatusCode, Version};
@@ -23,7 +23,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::proxy_common::{
-    frame_response_for_client, prepare_upstream_request, strip_response_hop_by_hop,
+    frame_response_for_client, prepare_upstream_request, request_body_tasks,
+    strip_response_hop_by_hop,
 };
 use crate::{HttpProxy, ProxyHttp, Session};
 
@@ -53,17 +54,17 @@ fn is_interim(resp: &ResponseHeader) -> bool {
 pub(crate) const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What the downstream half needs to know about the client request.
-struct ClientRequest {
-    method: Method,
-    version: Version,
+pub(crate) struct ClientRequest {
+    pub(crate) method: Method,
+    pub(crate) version: Version,
     /// The client asked to switch protocols (and sent no body), so a `101` answer turns the
     /// exchange into a byte tunnel.
-    upgrade: bool,
+    pub(crate) upgrade: bool,
     /// The upgrade came as an HTTP/2 extended CONNECT: the client gets `200` for the
     /// upstream's `101`, and the tunnel runs over its stream.
-    extended_connect: bool,
+    pub(crate) extended_connect: bool,
     /// How long a tunnel may stay idle in both directions before it is closed.
-    tunnel_idle: Duration,
+    pub(crate) tunnel_idle: Duration,
 }
 
 /// Wait until `at` (forever when `None`). An `async fn`, so that building it in every
@@ -221,8 +222,9 @@ where
 
     /// Read the request body from the client and pass it up; take response tasks from the
     /// upstream half, filter them and write them to the client. Returns whether the client
-    /// connection is still usable for another request.
-    async fn downstream_half(
+    /// connection is still usable for another request. Serves HTTP/1 and HTTP/2 upstreams
+    /// alike (the HTTP/2 one never asks for an upgrade).
+    pub(crate) async fn downstream_half(
         &self,
         session: &mut Session,
         client_req: &ClientRequest,
@@ -237,6 +239,8 @@ where
         let mut response_done = false;
         // A body piece read from the client, waiting for room in the channel.
         let mut pending: Option<HttpTask> = None;
+        // The request trailers, sent once the last piece of body went.
+        let mut queued: Option<HttpTask> = None;
 
         // On a retry, what was read of the body during earlier attempts goes first. A request
         // without body (or whose body was all read before) is ended right away.
@@ -257,7 +261,7 @@ where
             let mut body = replay;
             self.request_body_filters(session, &mut body, end, ctx)
                 .await?;
-            pending = Some(HttpTask::Body(body, end));
+            (pending, queued) = request_body_tasks(session, body, end);
             request_done = end;
             request_complete = end;
         }
@@ -290,9 +294,7 @@ where
                         request_done = true;
                         request_complete = true;
                     }
-                    if body.is_some() || end {
-                        pending = Some(HttpTask::Body(body, end));
-                    }
+                    (pending, queued) = request_body_tasks(session, body, end);
                 }
                 permit = tx_body.reserve(), if pending.is_some() => {
                     match permit {
@@ -300,11 +302,13 @@ where
                             if let Some(task) = pending.take() {
                                 permit.send(task);
                             }
+                            pending = queued.take();
                         }
                         Err(_) => {
                             // The upstream half stopped taking the body (its connection failed
                             // or ended): stop reading it.
                             pending = None;
+                            queued = None;
                             request_done = true;
                         }
                     }
@@ -391,32 +395,8 @@ where
     ) -> Result<bool> {
         match task {
             HttpTask::Header(mut header, end) => {
-                if header.status == StatusCode::SWITCHING_PROTOCOLS && client_req.upgrade {
-                    // The hop-by-hop cleanup below would drop what makes this a switch.
-                    let upgrade = header.headers.get(header::UPGRADE).cloned();
-                    strip_response_hop_by_hop(&mut header);
-                    if client_req.extended_connect {
-                        // RFC 8441: success is a 2xx on the stream, without the handshake
-                        // proof (the HTTP/2 client sent no key).
-                        header.set_status(StatusCode::OK)?;
-                        header.remove_header(&header::SEC_WEBSOCKET_ACCEPT);
-                    } else if let Some(upgrade) = upgrade {
-                        let _ = header.insert_header(header::UPGRADE, upgrade);
-                        let _ = header.insert_header(header::CONNECTION, "upgrade");
-                    }
-                    self.inner
-                        .upstream_response_filter(session, &mut header, ctx)
-                        .await?;
-                    self.inner
-                        .response_filter(session, &mut header, ctx)
-                        .await?;
-                    session
-                        .write_response_header(header, end)
-                        .await
-                        .map_err(|e| e.into_down())?;
-                    return Ok(end);
-                }
                 if is_interim(&header) {
+                    // 1xx heads before the final one go out as they are, unfiltered.
                     session
                         .downstream_session
                         .write_response_header(header)
@@ -424,14 +404,32 @@ where
                         .map_err(|e| e.into_down())?;
                     return Ok(false);
                 }
+                let switch = header.status == StatusCode::SWITCHING_PROTOCOLS && client_req.upgrade;
+                // The hop-by-hop cleanup drops what makes a `101` a switch: keep it aside.
+                let upgrade = header.headers.get(header::UPGRADE).cloned();
                 strip_response_hop_by_hop(&mut header);
+                if switch && client_req.extended_connect {
+                    // RFC 8441: success is a 2xx on the stream, without the handshake
+                    // proof (the HTTP/2 client sent no key).
+                    header.set_status(StatusCode::OK)?;
+                    header.remove_header(&header::SEC_WEBSOCKET_ACCEPT);
+                } else if let Some(upgrade) = upgrade.filter(|_| switch) {
+                    let _ = header.insert_header(header::UPGRADE, upgrade);
+                    let _ = header.insert_header(header::CONNECTION, "upgrade");
+                }
+                if header.version == Version::HTTP_2 && client_req.version != Version::HTTP_2 {
+                    // from an HTTP/2 upstream: the filters see the version the client gets
+                    header.set_version(Version::HTTP_11);
+                }
                 self.inner
                     .upstream_response_filter(session, &mut header, ctx)
                     .await?;
                 self.inner
                     .response_filter(session, &mut header, ctx)
                     .await?;
-                frame_response_for_client(&mut header, &client_req.method, client_req.version);
+                if !switch {
+                    frame_response_for_client(&mut header, &client_req.method, client_req.version);
+                }
                 session
                     .write_response_header(header, end)
                     .await
@@ -566,6 +564,15 @@ async fn upstream_half(
                         } else if end {
                             request_done = true;
                         }
+                    }
+                    Some(HttpTask::Trailer(Some(trailers))) => {
+                        // An HTTP/2 client's request trailers (dropped unless chunked).
+                        if let Err(e) = client.write_trailers(&trailers).await {
+                            debug!("failed to send request trailers upstream: {e}");
+                            rx_body.close();
+                            can_reuse = false;
+                        }
+                        request_done = true;
                     }
                     Some(_) => {}
                     None => {

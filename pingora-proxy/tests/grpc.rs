@@ -83,19 +83,8 @@ impl ProxyHttp for GrpcProxy {
 
 /// Run a `grpc_peer.py` client mode off the runtime; returns its stdout.
 async fn grpc_client(args: Vec<String>) -> String {
-    let out = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        peers::run_client("grpc_peer.py", &args, Duration::from_secs(60))
-    })
-    .await
-    .expect("client thread");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "grpc client failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    let out = peers::run_client_async("grpc_peer.py", args, Duration::from_secs(60)).await;
+    peers::success_stdout("grpc client", &out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

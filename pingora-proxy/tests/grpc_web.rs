@@ -240,21 +240,9 @@ async fn grpc_web_over_h2_downstream() {
     })
     .await;
     let url = format!("http://{proxy}/test.Echo/Unary");
-    let out = tokio::task::spawn_blocking(move || {
-        peers::run_client(
-            "grpc_web_h2_client.py",
-            &[&url],
-            std::time::Duration::from_secs(30),
-        )
-    })
-    .await
-    .expect("client thread");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let limit = std::time::Duration::from_secs(30);
+    let out = peers::run_client_async("grpc_web_h2_client.py", vec![url], limit).await;
+    let stdout = peers::success_stdout("grpc-web h2 client", &out);
     assert!(stdout.contains("HTTP HTTP/2 200"), "{stdout}");
     assert!(stdout.contains("CT application/grpc-web\n"), "{stdout}");
     assert!(stdout.contains(r#"[0, "hello"]"#), "{stdout}");

@@ -6,7 +6,6 @@
 mod harness;
 
 use harness::*;
-use serde_json::Value;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -20,14 +19,6 @@ async fn curl(args: &[&str]) -> String {
     let out = run_for("curl", &all, STEP).await;
     assert!(out.status.success(), "curl {args:?} failed: {}", text(&out));
     String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-async fn py_client(addr: std::net::SocketAddr, method: &str, path: &str, extra: &[&str]) -> Value {
-    let mut args = vec![s("127.0.0.1"), addr.port().to_string(), s(method), s(path)];
-    args.extend(extra.iter().map(|a| s(a)));
-    let out = run_py("h2_client.py", &args, STEP).await;
-    assert!(out.status.success(), "h2_client.py failed: {}", text(&out));
-    serde_json::from_slice(&out.stdout).expect("json from h2_client.py")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

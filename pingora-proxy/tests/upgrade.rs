@@ -5,6 +5,9 @@
 //! entry point); the origin runs in the test process so that it outlives
 //! every proxy generation.
 
+#[path = "../../pingora-core/tests/server_lifecycle/load.rs"]
+mod load;
+
 use async_trait::async_trait;
 use pingora_core::server::configuration::Opt;
 use pingora_core::server::Server;
@@ -12,26 +15,12 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::{http_proxy_service, ProxyHttp, Session};
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Requests answered so far, by all load clients.
-static ANSWERED: AtomicU64 = AtomicU64::new(0);
-
-/// Let the load run for at least ten seconds and at least 20,000 requests
-/// (a slow machine takes longer), but never more than 30 seconds.
-fn wait_for_load_target(start: Instant) {
-    while start.elapsed() < Duration::from_secs(10)
-        || (ANSWERED.load(Ordering::Relaxed) < 20_000 && start.elapsed() < Duration::from_secs(30))
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 const CHILD_ENV: &str = "PINGORA_PROXY_UPGRADE_CHILD";
 const WAIT: Duration = Duration::from_secs(10);
@@ -188,123 +177,6 @@ impl Drop for Proxy {
     }
 }
 
-#[derive(Default)]
-struct Stats {
-    ok: u64,
-    failed: u64,
-    resets: u64,
-    closes: u64,
-    per_pid: HashMap<String, u64>,
-    errors: Vec<String>,
-}
-
-impl Stats {
-    fn error(&mut self, e: &std::io::Error, what: &str) {
-        if matches!(
-            e.kind(),
-            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
-        ) {
-            self.resets += 1;
-        } else {
-            self.failed += 1;
-        }
-        if self.errors.len() < 5 {
-            self.errors.push(format!("{what}: {e}"));
-        }
-    }
-}
-
-/// One response: `(status, connection: close, x-pid, body)`.
-fn read_one(r: &mut BufReader<TcpStream>) -> std::io::Result<(u16, bool, String, Vec<u8>)> {
-    let eof = || std::io::Error::new(ErrorKind::UnexpectedEof, "closed before the response");
-    let mut line = String::new();
-    if r.read_line(&mut line)? == 0 {
-        return Err(eof());
-    }
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
-    let (mut len, mut close, mut pid) = (0, false, String::new());
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            return Err(eof());
-        }
-        if line == "\r\n" {
-            break;
-        }
-        let (k, v) = line.split_once(':').unwrap_or((&line, ""));
-        let v = v.trim();
-        if k.eq_ignore_ascii_case("content-length") {
-            len = v.parse().map_err(std::io::Error::other)?;
-        } else if k.eq_ignore_ascii_case("connection") {
-            close = v.eq_ignore_ascii_case("close");
-        } else if k.eq_ignore_ascii_case("x-pid") {
-            pid = v.to_string();
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    Ok((status, close, pid, body))
-}
-
-/// Keep-alive requests until `stop`, reconnecting when told to close.
-/// Nothing is retried: every error counts.
-fn client(id: usize, addr: &str, stop: &AtomicBool) -> Stats {
-    let mut st = Stats::default();
-    let mut conn: Option<BufReader<TcpStream>> = None;
-    let mut i = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match TcpStream::connect(addr) {
-                Ok(s) => {
-                    s.set_read_timeout(Some(WAIT)).expect("timeout");
-                    s.set_nodelay(true).expect("nodelay");
-                    conn.insert(BufReader::new(s))
-                }
-                Err(e) => {
-                    st.error(&e, "connect");
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
-            },
-        };
-        i += 1;
-        let path = format!("/c{id}/r{i}");
-        let req = format!("GET {path} HTTP/1.1\r\nHost: load\r\n\r\n");
-        if let Err(e) = c.get_mut().write_all(req.as_bytes()) {
-            st.error(&e, "write");
-            conn = None;
-            continue;
-        }
-        match read_one(c) {
-            Ok((200, close, pid, body)) if body == path.as_bytes() && !pid.is_empty() => {
-                st.ok += 1;
-                ANSWERED.fetch_add(1, Ordering::Relaxed);
-                *st.per_pid.entry(pid).or_default() += 1;
-                if close {
-                    st.closes += 1;
-                    conn = None;
-                }
-            }
-            Ok((status, _, _, body)) => {
-                st.failed += 1;
-                st.errors
-                    .push(format!("{status} {}", String::from_utf8_lossy(&body)));
-                conn = None;
-            }
-            Err(e) => {
-                st.error(&e, "read");
-                conn = None;
-            }
-        }
-    }
-    st
-}
-
 fn free_addr() -> String {
     let l = TcpListener::bind("127.0.0.1:0").expect("probe");
     l.local_addr().expect("addr").to_string()
@@ -333,21 +205,24 @@ fn proxy_upgraded_twice_under_load() {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let total = Arc::new(Mutex::new(Stats::default()));
+    let total = Arc::new(Mutex::new(load::Stats::default()));
     let clients: Vec<_> = (0..8)
         .map(|id| {
             let (stop, total, addr) = (stop.clone(), total.clone(), addr.clone());
             std::thread::spawn(move || {
-                let st = client(id, &addr, &stop);
-                let mut t = total.lock().expect("stats");
-                t.ok += st.ok;
-                t.failed += st.failed;
-                t.resets += st.resets;
-                t.closes += st.closes;
-                for (k, v) in st.per_pid {
-                    *t.per_pid.entry(k).or_default() += v;
-                }
-                t.errors.extend(st.errors);
+                let connect = move || -> std::io::Result<Box<dyn load::Conn>> {
+                    let s = TcpStream::connect(&addr)?;
+                    s.set_read_timeout(Some(WAIT))?;
+                    s.set_nodelay(true)?;
+                    Ok(Box::new(s))
+                };
+                // the origin echoes the path, the proxy adds its pid
+                let served_by = |path: &str, reply: &load::Reply| {
+                    let pid = reply.pid.clone().filter(|p| !p.is_empty())?;
+                    (reply.body == path.as_bytes()).then_some(pid)
+                };
+                let st = load::client(id, connect, served_by, &stop);
+                total.lock().expect("stats").merge(st);
             })
         })
         .collect();
@@ -365,7 +240,7 @@ fn proxy_upgraded_twice_under_load() {
         assert!(old.wait(Duration::from_secs(8)), "old proxy failed");
         old = new;
     }
-    wait_for_load_target(load_start);
+    load::wait_for_load_target(load_start);
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().expect("client");
@@ -381,7 +256,7 @@ fn proxy_upgraded_twice_under_load() {
         st.ok,
         st.failed,
         st.resets,
-        st.closes,
+        st.closes_by_server,
         elapsed.as_secs_f64(),
         st.per_pid
     );

@@ -8,10 +8,14 @@ mod peers;
 
 use async_trait::async_trait;
 use common::{read_head, start_proxy, start_proxy_h2c, Client, STEP};
-use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::listeners::TlsSettings;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::Server;
+use pingora_core::upstreams::peer::{HttpPeer, X509};
 use pingora_error::Result;
-use pingora_proxy::{ProxyHttp, Session};
+use pingora_proxy::{http_proxy_service, ProxyHttp, Session};
 use std::net::SocketAddr;
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -22,7 +26,26 @@ use tokio::net::{TcpListener, TcpStream};
 struct WsProxy {
     origin: SocketAddr,
     read_timeout: Option<Duration>,
-    seen: Arc<Mutex<Vec<(bool, u16)>>>,
+    seen: Seen,
+    /// Reach the origin over TLS (SNI `localhost`), trusting this CA set.
+    origin_ca: Option<Arc<Box<[X509]>>>,
+}
+
+/// Per request: whether `request_filter` saw an upgrade request, and the final status.
+type Seen = Arc<Mutex<Vec<(bool, u16)>>>;
+
+impl WsProxy {
+    /// A proxy to a plain origin, and what its phases will record.
+    fn to(origin: SocketAddr, read_timeout: Option<Duration>) -> (WsProxy, Seen) {
+        let seen = Seen::default();
+        let proxy = WsProxy {
+            origin,
+            read_timeout,
+            seen: seen.clone(),
+            origin_ca: None,
+        };
+        (proxy, seen)
+    }
 }
 
 #[async_trait]
@@ -39,7 +62,8 @@ impl ProxyHttp for WsProxy {
     }
 
     async fn upstream_peer(&self, _s: &mut Session, _ctx: &mut bool) -> Result<Box<HttpPeer>> {
-        let mut peer = HttpPeer::new(self.origin, false, String::new());
+        let mut peer = HttpPeer::new(self.origin, self.origin_ca.is_some(), "localhost".into());
+        peer.options.ca = self.origin_ca.clone();
         peer.options.read_timeout = self.read_timeout;
         Ok(Box::new(peer))
     }
@@ -121,18 +145,34 @@ async fn start_origin() -> (SocketAddr, Arc<Mutex<Vec<(String, String, String)>>
 const UPGRADE_REQ: &[u8] = b"GET /chat HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
-async fn proxy_to(
-    origin: SocketAddr,
-    read_timeout: Option<Duration>,
-) -> (SocketAddr, Arc<Mutex<Vec<(bool, u16)>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let proxy = start_proxy(WsProxy {
-        origin,
-        read_timeout,
-        seen: seen.clone(),
-    })
-    .await;
-    (proxy, seen)
+async fn proxy_to(origin: SocketAddr, read_timeout: Option<Duration>) -> (SocketAddr, Seen) {
+    let (proxy, seen) = WsProxy::to(origin, read_timeout);
+    (start_proxy(proxy).await, seen)
+}
+
+/// Like [`proxy_to`], also serving HTTP/2 with prior knowledge (h2c).
+async fn h2c_proxy_to(origin: SocketAddr) -> (SocketAddr, Seen) {
+    let (proxy, seen) = WsProxy::to(origin, None);
+    (start_proxy_h2c(proxy).await, seen)
+}
+
+/// Wait (up to [`STEP`]) until logging recorded `n` requests; returns all recorded.
+async fn wait_seen(seen: &Seen, n: usize) -> Vec<(bool, u16)> {
+    let deadline = Instant::now() + STEP;
+    while seen.lock().expect("lock").len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    seen.lock().expect("lock").clone()
+}
+
+/// The client echoed `count` messages and closed with code 1000.
+fn assert_echoed(out: &Output, count: usize) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(&format!("OK {count} close=1000")),
+        "client failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Read exactly `n` bytes from the client connection.
@@ -200,11 +240,7 @@ async fn upgrade_is_tunnelled_both_ways_until_close() {
     assert_eq!(heads[0].1, "websocket", "Upgrade reaches the origin");
     assert!(heads[0].2.eq_ignore_ascii_case("upgrade"));
     // logging ran once, and request_filter saw an upgrade request
-    let deadline = Instant::now() + STEP;
-    while seen.lock().expect("lock").is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(seen.lock().expect("lock").clone(), vec![(true, 101)]);
+    assert_eq!(wait_seen(&seen, 1).await, vec![(true, 101)]);
 }
 
 #[tokio::test]
@@ -293,12 +329,9 @@ async fn refused_upgrade_stays_plain_http() {
     assert_eq!(heads[0].0, "/refuse");
     assert_eq!(heads[0].1, "websocket");
     assert_eq!(heads.last().map(|h| h.0.as_str()), Some("/after"));
-    let deadline = Instant::now() + STEP;
-    while seen.lock().expect("lock").len() < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(seen.lock().expect("lock")[0], (true, 403));
-    assert_eq!(seen.lock().expect("lock")[1], (false, 200));
+    let seen = wait_seen(&seen, 2).await;
+    assert_eq!(seen[0], (true, 403));
+    assert_eq!(seen[1], (false, 200));
 }
 
 /// The issue's test: Python `websockets` client and server through the proxy, 1,000 echoed
@@ -308,31 +341,81 @@ async fn python_websockets_echo_through_proxy() {
     let server = peers::PyServer::start("ws_echo.py", &["server"]);
     let origin: SocketAddr = ([127, 0, 0, 1], server.port).into();
     let (proxy, seen) = proxy_to(origin, None).await;
-    let url = format!("ws://{proxy}/echo");
-    let out = tokio::task::spawn_blocking(move || {
-        peers::run_client(
-            "ws_echo.py",
-            &["client", &url, "1000"],
-            Duration::from_secs(60),
-        )
-    })
-    .await
-    .expect("client thread");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("OK 1000 close=1000"),
-        "client failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deadline = Instant::now() + STEP;
-    while seen.lock().expect("lock").is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(seen.lock().expect("lock").clone(), vec![(true, 101)]);
+    let args = vec!["client".into(), format!("ws://{proxy}/echo"), "1000".into()];
+    let out = peers::run_client_async("ws_echo.py", args, Duration::from_secs(60)).await;
+    assert_echoed(&out, 1000);
+    assert_eq!(wait_seen(&seen, 1).await, vec![(true, 101)]);
     // a plain TCP connect still works afterwards (the proxy is healthy)
     TcpStream::connect(proxy)
         .await
         .expect("proxy still accepts");
+}
+
+/// Serve `sv` from a [`Server`] with a TLS listener (`cert` / `key`) on a free port, in a
+/// thread of its own that lives as long as the test process; returns the port.
+fn start_tls_proxy(sv: WsProxy, cert: &str, key: &str) -> u16 {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let conf = ServerConf {
+        threads: 1,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut service = http_proxy_service(&server.configuration, sv);
+    let tls = TlsSettings::intermediate(cert, key).expect("TLS settings");
+    service.add_tls_with_settings(&format!("127.0.0.1:{port}"), None, tls);
+    server.add_service(service);
+    std::thread::spawn(move || server.run_forever());
+    let deadline = Instant::now() + STEP;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the TLS proxy does not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    port
+}
+
+/// wss end to end: the Python `websockets` client speaks TLS to the proxy, which opens its own
+/// TLS connection (verified against the test CA) to a `wss` Python server; 1,000 echoed
+/// messages including one of 1 MiB, then a clean close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_websockets_over_tls_through_proxy() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().to_string_lossy().into_owned();
+    let out = peers::run_client("grpc_peer.py", &["certs", &d], STEP);
+    assert!(out.status.success(), "{out:?}");
+    let (ca, cert, key) = (
+        format!("{d}/ca.pem"),
+        format!("{d}/server.pem"),
+        format!("{d}/server.key"),
+    );
+    let server = peers::PyServer::start("ws_echo.py", &["server", "--tls", &cert, &key]);
+    let ca_der = pingora_core::tls::x509::X509::from_pem(&std::fs::read(&ca).expect("CA"))
+        .and_then(|c| c.to_der())
+        .expect("CA to DER");
+    let (mut sv, seen) = WsProxy::to(([127, 0, 0, 1], server.port).into(), None);
+    sv.origin_ca = Some(Arc::new(vec![X509::from_der(ca_der)].into()));
+    let port = start_tls_proxy(sv, &cert, &key);
+
+    let url = format!("wss://localhost:{port}/echo");
+    let args = vec![
+        "client".into(),
+        url.clone(),
+        "1000".into(),
+        "--ca".into(),
+        ca.clone(),
+    ];
+    let out = peers::run_client_async("ws_echo.py", args, Duration::from_secs(60)).await;
+    assert_echoed(&out, 1000);
+    assert_eq!(wait_seen(&seen, 1).await, vec![(true, 101)]);
+
+    // a client that does not trust the proxy's certificate gets no tunnel
+    let args = vec!["client".into(), url, "1".into()];
+    let out = peers::run_client_async("ws_echo.py", args, STEP).await;
+    assert!(!out.status.success(), "an untrusted server was accepted");
+    assert_eq!(seen.lock().expect("lock").len(), 1);
 }
 
 /// RFC 8441: a WebSocket opened with extended CONNECT on an HTTP/2 connection to the proxy,
@@ -341,59 +424,31 @@ async fn python_websockets_echo_through_proxy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_over_h2_extended_connect() {
     let server = peers::PyServer::start("ws_echo.py", &["server"]);
-    let origin: SocketAddr = ([127, 0, 0, 1], server.port).into();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let proxy = start_proxy_h2c(WsProxy {
-        origin,
-        read_timeout: None,
-        seen: seen.clone(),
-    })
-    .await;
-    let port = proxy.port().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        peers::run_client(
-            "ws_h2_client.py",
-            &["127.0.0.1", &port, "/echo", "1000"],
-            Duration::from_secs(60),
-        )
-    })
-    .await
-    .expect("client thread");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("OK 1000 close=1000"),
-        "client failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deadline = Instant::now() + STEP;
-    while seen.lock().expect("lock").is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (proxy, seen) = h2c_proxy_to(([127, 0, 0, 1], server.port).into()).await;
+    let args = vec![
+        "127.0.0.1".into(),
+        proxy.port().to_string(),
+        "/echo".into(),
+        "1000".into(),
+    ];
+    let out = peers::run_client_async("ws_h2_client.py", args, Duration::from_secs(60)).await;
+    assert_echoed(&out, 1000);
     // the phases saw an upgrade request, answered 200 on the HTTP/2 stream
-    assert_eq!(seen.lock().expect("lock").clone(), vec![(true, 200)]);
+    assert_eq!(wait_seen(&seen, 1).await, vec![(true, 200)]);
 }
 
 /// An extended CONNECT the upstream refuses gets the refusal (here `403`) on its stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_extended_connect_gets_the_upstream_answer() {
     let (origin, heads) = start_origin().await;
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let proxy = start_proxy_h2c(WsProxy {
-        origin,
-        read_timeout: None,
-        seen: seen.clone(),
-    })
-    .await;
-    let port = proxy.port().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        peers::run_client(
-            "ws_h2_client.py",
-            &["127.0.0.1", &port, "/refuse", "1"],
-            Duration::from_secs(30),
-        )
-    })
-    .await
-    .expect("client thread");
+    let (proxy, _seen) = h2c_proxy_to(origin).await;
+    let args = vec![
+        "127.0.0.1".into(),
+        proxy.port().to_string(),
+        "/refuse".into(),
+        "1".into(),
+    ];
+    let out = peers::run_client_async("ws_h2_client.py", args, Duration::from_secs(30)).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

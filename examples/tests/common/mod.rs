@@ -32,13 +32,7 @@ pub fn example(name: &str) -> String {
 /// its stdout.
 pub fn run_py_ok(script: &str, args: &[&str]) -> String {
     let out = peers::run_client(script, args, Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{script} {args:?} failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    peers::success_stdout(&format!("{script} {args:?}"), &out)
 }
 
 /// An example program whose log (stderr, at `RUST_LOG=warn`) goes to a file.

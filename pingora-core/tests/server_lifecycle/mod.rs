@@ -26,6 +26,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod procs;
+
 const CHILD_ENV: &str = "PINGORA_LIFECYCLE_TEST_CHILD";
 
 /// `/slow` fetches `/slow` from the origin in `CHILD_ORIGIN` (which takes
@@ -350,20 +352,6 @@ pub fn read_pid(path: &std::path::Path) -> Option<Pid> {
         .parse()
         .ok()
         .map(Pid::from_raw)
-}
-
-/// Whether `pid` exited: no such process, or a zombie nobody reaped yet
-/// (daemons are not our children).
-pub fn gone(pid: Pid) -> bool {
-    if kill(pid, None).is_err() {
-        return true;
-    }
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
 }
 
 pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {

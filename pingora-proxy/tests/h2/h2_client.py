@@ -2,7 +2,7 @@
 
 usage: h2_client.py HOST PORT METHOD PATH [BODY_BYTES] [header:value ...] [trailer=name:value ...]
 Prints one JSON object: status, headers, body length and text (if short), trailers,
-and the GOAWAY/reset seen, if any.
+the interim (1xx) heads received, and the GOAWAY/reset seen, if any.
 """
 import json
 import socket
@@ -36,7 +36,8 @@ def main():
     conn.send_headers(sid, headers, end_stream=not body)
     sock.sendall(conn.data_to_send())
     sent = 0
-    out = {"status": None, "headers": {}, "body_len": 0, "trailers": {}, "error": None}
+    out = {"status": None, "headers": {}, "body_len": 0, "trailers": {}, "error": None,
+           "informational": []}
     data = bytearray()
     done = False
     while not done:
@@ -64,6 +65,9 @@ def main():
                         out["status"] = int(v)
                     else:
                         out["headers"][k] = v
+            elif isinstance(ev, h2.events.InformationalResponseReceived):
+                info = {k.decode(): v.decode() for k, v in ev.headers}
+                out["informational"].append(info)
             elif isinstance(ev, h2.events.DataReceived):
                 data += ev.data
                 conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)

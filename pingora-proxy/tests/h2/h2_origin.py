@@ -5,6 +5,7 @@ Prints its port on the first line. Every response is 200 with body
 "conn=<connection number> stream=<id>", after DELAY seconds, except:
   /stats   -> "conns=<n> max_concurrent=<most streams open at once on one connection>"
   /pings   -> "pings=<PING frames received on this connection>"
+  /hints   -> the usual body, after a `103 Early Hints` head with a `link` header
 With --goaway-after K, a connection answers K requests, then sends GOAWAY naming the
 last answered stream (the others were not processed) and closes.
 """
@@ -80,6 +81,8 @@ def serve(sock, number, args):
             else:
                 body = f"conn={number} stream={sid}"
             body = body.encode()
+            if path == "/hints":
+                conn.send_headers(sid, [(":status", "103"), ("link", "</a.css>; rel=preload")])
             conn.send_headers(sid, [(":status", "200"), ("content-length", str(len(body)))])
             conn.send_data(sid, body, end_stream=True)
             open_streams.discard(sid)

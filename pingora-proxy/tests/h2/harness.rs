@@ -259,6 +259,26 @@ pub async fn run_py(script: &str, args: &[String], limit: Duration) -> Output {
     run_for("python3", &all, limit).await
 }
 
+/// Send one request with the python h2 client (tests/h2/h2_client.py: `extra` holds the body
+/// size, `name:value` headers and `trailer=name:value` trailers) and return its JSON report.
+pub async fn py_client(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &[&str],
+) -> serde_json::Value {
+    let mut args = vec![
+        "127.0.0.1".to_string(),
+        addr.port().to_string(),
+        method.to_string(),
+        path.to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let out = run_py("h2_client.py", &args, STEP).await;
+    assert!(out.status.success(), "h2_client.py failed: {}", text(&out));
+    serde_json::from_slice(&out.stdout).expect("json from h2_client.py")
+}
+
 /// Text of a command's output, for assertions.
 pub fn text(out: &Output) -> String {
     format!(
@@ -271,17 +291,20 @@ pub fn text(out: &Output) -> String {
 /// Start the python h2c origin (tests/h2/h2_origin.py) with `args`; it is killed when the
 /// guard drops.
 pub fn python_origin(args: &[&str]) -> (ChildGuard, SocketAddr) {
+    python_server("h2_origin.py", args)
+}
+
+/// Start the python server `script` (under tests/h2/, printing its port first) with `args`;
+/// it is killed when the guard drops.
+pub fn python_server(script: &str, args: &[&str]) -> (ChildGuard, SocketAddr) {
     use std::io::BufRead;
     let mut child = Command::new("python3")
-        .arg(format!(
-            "{}/tests/h2/h2_origin.py",
-            env!("CARGO_MANIFEST_DIR")
-        ))
+        .arg(format!("{}/tests/h2/{script}", env!("CARGO_MANIFEST_DIR")))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("start h2_origin.py");
+        .expect("start a python server");
     let stdout = child.stdout.take().expect("stdout");
     let guard = ChildGuard(child);
     let mut line = String::new();

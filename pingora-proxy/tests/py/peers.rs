@@ -90,6 +90,31 @@ pub fn run_client(script_name: &str, args: &[&str], limit: Duration) -> Output {
     }
 }
 
+/// [`run_client`] from async code: runs on a blocking thread of the tokio runtime.
+pub async fn run_client_async(
+    script_name: &'static str,
+    args: Vec<String>,
+    limit: Duration,
+) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_client(script_name, &args, limit)
+    })
+    .await
+    .expect("python client thread")
+}
+
+/// The stdout of a finished client, which must have succeeded (else panic with both outputs).
+pub fn success_stdout(what: &str, out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Every check `grpc_peer.py client` runs; each prints `CHECK <name> ok` once it passed.
 pub const GRPC_CHECKS: [&str; 6] = [
     "unary",

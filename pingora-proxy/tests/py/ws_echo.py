@@ -1,11 +1,15 @@
 """WebSocket peers for the proxy tests, built on the `websockets` package.
 
-    ws_echo.py server            echo server on 127.0.0.1; prints "PORT <n>" once listening
-    ws_echo.py client URL COUNT  sends COUNT messages (one of them 1 MiB, text and binary
-                                 mixed), checks every echo, closes cleanly; prints "OK <n>"
+    ws_echo.py server [--tls CERT KEY]   echo server on 127.0.0.1 (wss with --tls); prints
+                                         "PORT <n>" once listening
+    ws_echo.py client URL COUNT [--ca CA]
+                                 sends COUNT messages (one of them 1 MiB, text and binary
+                                 mixed), checks every echo, closes cleanly; prints "OK <n>";
+                                 a wss:// URL is verified against CA
 """
 import asyncio
 import hashlib
+import ssl
 import sys
 
 from websockets.asyncio.client import connect
@@ -20,8 +24,12 @@ async def echo(ws):
         await ws.send(msg)
 
 
-async def server():
-    async with serve(echo, "127.0.0.1", 0, max_size=MAX, compression=None) as srv:
+async def server(tls):
+    ctx = None
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls[0], tls[1])
+    async with serve(echo, "127.0.0.1", 0, max_size=MAX, compression=None, ssl=ctx) as srv:
         port = srv.sockets[0].getsockname()[1]
         print(f"PORT {port}", flush=True)
         await asyncio.Future()
@@ -41,8 +49,9 @@ def message(i, count):
     return bytes([(i + j) % 256 for j in range(i % 700 + 1)])
 
 
-async def client(url, count):
-    async with connect(url, max_size=MAX, compression=None, open_timeout=10) as ws:
+async def client(url, count, ca):
+    ctx = ssl.create_default_context(cafile=ca) if ca else None
+    async with connect(url, max_size=MAX, compression=None, open_timeout=10, ssl=ctx) as ws:
         # keep a few messages in flight to exercise both directions at once
         window = 8
         sent = 0
@@ -64,6 +73,8 @@ async def client(url, count):
 
 if __name__ == "__main__":
     if sys.argv[1] == "server":
-        asyncio.run(server())
+        tls = sys.argv[3:5] if sys.argv[2:3] == ["--tls"] else None
+        asyncio.run(server(tls))
     else:
-        asyncio.run(client(sys.argv[2], int(sys.argv[3])))
+        ca = sys.argv[5] if sys.argv[4:5] == ["--ca"] else None
+        asyncio.run(client(sys.argv[2], int(sys.argv[3]), ca))

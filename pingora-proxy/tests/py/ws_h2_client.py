@@ -6,7 +6,6 @@ packages (the `websockets` package only speaks HTTP/1.1).
 Opens the WebSocket on stream 1, sends COUNT messages (text and binary, one of 1 MiB), checks
 every echo, closes with code 1000 and prints "OK <n> close=<code>".
 """
-import hashlib
 import socket
 import sys
 
@@ -16,20 +15,10 @@ import h2.events
 import h2.settings
 from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode
 
+# the same messages as the HTTP/1.1 client, so one echo server checks both
+from ws_echo import message
+
 STREAM = 1
-
-
-def message(i, count):
-    if i == count // 2:
-        seed = hashlib.sha256(b"big").digest()
-        out = bytearray()
-        while len(out) < 1024 * 1024:
-            seed = hashlib.sha256(seed).digest()
-            out += seed
-        return bytes(out[: 1024 * 1024])
-    if i % 2:
-        return f"text message {i} " + "x" * (i % 300)
-    return bytes([(i + j) % 256 for j in range(i % 700 + 1)])
 
 
 class Client:

@@ -141,8 +141,9 @@ impl TlsConnector {
         };
         let mut conf = match peer.get_ca() {
             Some(cas) => {
-                let ctx = self.ca_ctx(cas).map_err(|mut e| {
-                    e.etype = TLSHandshakeFailure;
+                let ctx = self.ca_ctx(cas).map_err(|e| {
+                    let mut e =
+                        Error::because(TLSHandshakeFailure, format!("TLS setup for {peer}"), e);
                     e.esource = ErrorSource::Internal;
                     e
                 })?;

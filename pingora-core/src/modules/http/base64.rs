@@ -11,6 +11,7 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 pub(crate) fn encode(data: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
+        // `chunks` never yields an empty slice, so `chunk[0]` exists
         let b = [
             chunk[0],
             chunk.get(1).copied().unwrap_or(0),

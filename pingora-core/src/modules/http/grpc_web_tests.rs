@@ -40,6 +40,38 @@ fn bridge() -> HttpModuleCtx {
     ctx
 }
 
+/// A bridge that already saw a request of `content_type` (no length).
+async fn bridged(content_type: &str) -> HttpModuleCtx {
+    let mut ctx = bridge();
+    ctx.request_header_filter(&mut request(content_type, None))
+        .await
+        .expect("filter");
+    ctx
+}
+
+/// Run the response header filter on a `200` of `content_type`; returns the filtered head.
+async fn respond(ctx: &mut HttpModuleCtx, content_type: &str) -> ResponseHeader {
+    let mut resp = grpc_response(content_type);
+    ctx.response_header_filter(&mut resp, false)
+        .await
+        .expect("filter");
+    resp
+}
+
+/// A trailer block of `pairs`, as the response trailer filter takes it.
+fn trailers(pairs: &[(&'static str, &str)]) -> Option<Box<HeaderMap>> {
+    let mut t = HeaderMap::new();
+    for (name, value) in pairs {
+        t.insert(*name, value.parse().expect("value"));
+    }
+    Some(Box::new(t))
+}
+
+/// The bridge's state.
+fn state(ctx: &HttpModuleCtx) -> &GrpcWebCtx {
+    ctx.get::<GrpcWebBridge>().expect("bridge")
+}
+
 #[test]
 fn content_type_parsing() {
     assert_eq!(
@@ -155,34 +187,22 @@ async fn bad_text_request_body_is_a_client_error() {
     assert_eq!(e.etype(), &ErrorType::HTTPStatus(400));
     assert_eq!(e.esource(), &pingora_error::ErrorSource::Downstream);
 
-    let mut ctx = bridge();
-    ctx.request_header_filter(&mut request("application/grpc-web-text", None))
-        .await
-        .expect("filter");
+    let mut ctx = bridged("application/grpc-web-text").await;
     let mut body = Some(Bytes::from_static(b"AAAAAA"));
     assert!(ctx.request_body_filter(&mut body, true).await.is_err());
 }
 
 #[tokio::test]
 async fn binary_response_and_trailers() {
-    let mut ctx = bridge();
-    ctx.request_header_filter(&mut request("application/grpc-web", None))
-        .await
-        .expect("filter");
+    let mut ctx = bridged("application/grpc-web").await;
     // informational responses pass and keep the state
     let mut info = ResponseHeader::build(100, None).expect("100");
     ctx.response_header_filter(&mut info, false)
         .await
         .expect("filter");
-    assert_eq!(
-        **ctx.get::<GrpcWebBridge>().expect("bridge"),
-        GrpcWebCtx::Upgrade
-    );
+    assert_eq!(*state(&ctx), GrpcWebCtx::Upgrade);
 
-    let mut resp = grpc_response("application/grpc+proto");
-    ctx.response_header_filter(&mut resp, false)
-        .await
-        .expect("filter");
+    let resp = respond(&mut ctx, "application/grpc+proto").await;
     assert_eq!(
         header(&resp.headers, "content-type"),
         Some("application/grpc-web+proto")
@@ -195,34 +215,24 @@ async fn binary_response_and_trailers() {
     ctx.response_body_filter(&mut body, false).expect("body");
     assert_eq!(body.as_deref(), Some(&msg[..]));
 
-    let mut t = HeaderMap::new();
-    t.insert("grpc-status", "0".parse().expect("value"));
-    t.insert("grpc-message", "OK".parse().expect("value"));
-    let mut trailers = Some(Box::new(t));
     let out = ctx
-        .response_trailer_filter(&mut trailers)
+        .response_trailer_filter(&mut trailers(&[
+            ("grpc-status", "0"),
+            ("grpc-message", "OK"),
+        ]))
         .expect("trailers")
         .expect("a trailer frame");
     let block = b"grpc-status: 0\r\ngrpc-message: OK\r\n";
     assert_eq!(out[0], 0x80);
     assert_eq!(&out[1..5], &(block.len() as u32).to_be_bytes());
     assert_eq!(&out[5..], block);
-    assert_eq!(
-        **ctx.get::<GrpcWebBridge>().expect("bridge"),
-        GrpcWebCtx::Done
-    );
+    assert_eq!(*state(&ctx), GrpcWebCtx::Done);
 }
 
 #[tokio::test]
 async fn text_response_is_base64() {
-    let mut ctx = bridge();
-    ctx.request_header_filter(&mut request("application/grpc-web-text+proto", None))
-        .await
-        .expect("filter");
-    let mut resp = grpc_response("application/grpc+proto");
-    ctx.response_header_filter(&mut resp, false)
-        .await
-        .expect("filter");
+    let mut ctx = bridged("application/grpc-web-text+proto").await;
+    let resp = respond(&mut ctx, "application/grpc+proto").await;
     assert_eq!(
         header(&resp.headers, "content-type"),
         Some("application/grpc-web-text+proto")
@@ -236,10 +246,8 @@ async fn text_response_is_base64() {
         &msg[..]
     );
 
-    let mut t = HeaderMap::new();
-    t.insert("grpc-status", "5".parse().expect("value"));
     let out = ctx
-        .response_trailer_filter(&mut Some(Box::new(t)))
+        .response_trailer_filter(&mut trailers(&[("grpc-status", "5")]))
         .expect("trailers")
         .expect("frame");
     let decoded = d.decode(&out).expect("b64");
@@ -249,19 +257,16 @@ async fn text_response_is_base64() {
 
 #[tokio::test]
 async fn non_grpc_response_disables_the_bridge() {
-    let mut ctx = bridge();
-    ctx.request_header_filter(&mut request("application/grpc-web-text", None))
-        .await
-        .expect("filter");
-    let mut resp = grpc_response("text/html");
-    ctx.response_header_filter(&mut resp, false)
-        .await
-        .expect("filter");
+    let mut ctx = bridged("application/grpc-web-text").await;
+    let resp = respond(&mut ctx, "text/html").await;
     assert_eq!(header(&resp.headers, "content-type"), Some("text/html"));
     assert_eq!(header(&resp.headers, "content-length"), Some("12"));
     let mut body = Some(Bytes::from_static(b"<html>"));
     ctx.response_body_filter(&mut body, true).expect("body");
     assert_eq!(body.as_deref(), Some(&b"<html>"[..]));
-    let mut t = Some(Box::new(HeaderMap::new()));
-    assert_eq!(ctx.response_trailer_filter(&mut t).expect("no-op"), None);
+    assert_eq!(
+        ctx.response_trailer_filter(&mut trailers(&[]))
+            .expect("no-op"),
+        None
+    );
 }

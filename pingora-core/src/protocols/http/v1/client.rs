@@ -147,6 +147,27 @@ impl HttpSession {
         Ok(res)
     }
 
+    /// End a chunked request body with `trailers` after its last chunk, and flush. Bodies
+    /// framed otherwise cannot carry trailers: they are ended and the trailers dropped.
+    pub async fn write_trailers(&mut self, trailers: &http::HeaderMap) -> Result<Option<usize>> {
+        if self.body_writer.need_init() {
+            return Ok(None);
+        }
+        if !self.body_writer.is_chunked() && !trailers.is_empty() {
+            debug!("request body is not chunked: dropping its trailers");
+        }
+        finish_within(
+            &mut self.body_writer,
+            &mut self.underlying_stream,
+            b"",
+            Some(trailers),
+            self.write_timeout,
+            "finishing request body with trailers",
+        )
+        .await
+        .map_err(|e| e.into_up())
+    }
+
     /// Read the next response head; returns its size in bytes.
     /// `100 Continue` and `102 Processing` are skipped; other informational
     /// heads (e.g. `103`) are returned and the caller reads again. Errors

@@ -72,6 +72,35 @@ async fn request_body_framing() {
 }
 
 #[tokio::test]
+async fn request_trailers_only_on_chunked_bodies() {
+    let mock = Builder::new()
+        .write(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .write(b"2\r\nhi\r\n")
+        .write(b"0\r\nx-sum: 7\r\n\r\n")
+        .build();
+    let mut s = session(mock);
+    let mut req = RequestHeader::build("POST", b"/", None).unwrap();
+    req.insert_header("Transfer-Encoding", "chunked").unwrap();
+    s.write_request_header(Box::new(req)).await.unwrap();
+    s.write_body(b"hi").await.unwrap();
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-sum", HeaderValue::from_static("7"));
+    s.write_trailers(&trailers).await.unwrap();
+
+    // a body with a length ends as it is: its trailers are dropped
+    let mock = Builder::new()
+        .write(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n")
+        .write(b"hi")
+        .build();
+    let mut s = session(mock);
+    let mut req = RequestHeader::build("POST", b"/", None).unwrap();
+    req.insert_header("Content-Length", "2").unwrap();
+    s.write_request_header(Box::new(req)).await.unwrap();
+    s.write_body(b"hi").await.unwrap();
+    assert_eq!(s.write_trailers(&trailers).await.unwrap(), Some(2));
+}
+
+#[tokio::test]
 async fn chunked_response_with_trailers() {
     let mock = Builder::new()
         .read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWi")

@@ -52,10 +52,16 @@ struct HeadScan {
 /// shows as more LFs than CRs. One pass without early exit: it vectorizes.
 fn scan_head(head: &[u8]) -> HeadScan {
     let (mut cr, mut lf, mut high) = (0usize, 0usize, 0u8);
-    for b in head {
-        cr += usize::from(*b == b'\r');
-        lf += usize::from(*b == b'\n');
-        high |= *b;
+    // byte-wide counters per chunk keep 16+ lanes per vector register
+    for chunk in head.chunks(128) {
+        let (mut c, mut l) = (0u8, 0u8);
+        for b in chunk {
+            c += u8::from(*b == b'\r');
+            l += u8::from(*b == b'\n');
+            high |= *b;
+        }
+        cr += usize::from(c);
+        lf += usize::from(l);
     }
     HeadScan {
         bare_lf: cr != lf,

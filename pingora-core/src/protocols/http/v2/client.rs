@@ -403,6 +403,27 @@ impl Http2Session {
         Ok(())
     }
 
+    /// The next interim (1xx) response head the upstream sent before its
+    /// final one, e.g. `103 Early Hints`; `Ok(None)` once the final head is
+    /// next (read it with [`Self::read_response_header`]). Cancel safe.
+    pub async fn read_informational(&mut self) -> Result<Option<ResponseHeader>> {
+        let Some(fut) = self.resp_fut.as_mut() else {
+            return Ok(None);
+        };
+        let next = poll_fn(|cx| fut.poll_informational(cx));
+        let next = match self.read_timeout {
+            Some(t) => tokio::time::timeout(t, next)
+                .await
+                .or_err(ErrorType::ReadTimedout, "reading HTTP/2 response header")?,
+            None => next.await,
+        };
+        match next {
+            Some(Ok(resp)) => Ok(Some(resp.into_parts().0.into())),
+            Some(Err(e)) => Err(self.response_error(e)),
+            None => Ok(None),
+        }
+    }
+
     /// Classify a failure before the response started: requests the
     /// upstream did not process (refused, or beyond a GOAWAY) are retryable.
     fn response_error(&mut self, e: h2::Error) -> Box<Error> {

@@ -285,7 +285,9 @@ impl HttpSession {
     }
 
     /// Send the response head; `end` when no body follows. Informational
-    /// heads other than 100-continue are dropped (HTTP/2 has no upgrade).
+    /// heads (e.g. `100 Continue`, `103 Early Hints`) go out as interim
+    /// HEADERS frames before the final one, any number of them; `101` is
+    /// dropped (HTTP/2 has no protocol switch).
     pub fn write_response_header(
         &mut self,
         mut header: Box<ResponseHeader>,
@@ -298,11 +300,7 @@ impl HttpSession {
             return Error::e_explain(ErrorType::H2Error, "response header already sent");
         }
         if header.status.is_informational() {
-            debug!(
-                "dropping informational response {} on HTTP/2",
-                header.status
-            );
-            return Ok(());
+            return self.write_informational(*header);
         }
         let end = end || !self.response_may_have_body(header.status);
         header.set_version(Version::HTTP_2);
@@ -320,6 +318,27 @@ impl HttpSession {
             self.send_body = Some(body);
         }
         Ok(())
+    }
+
+    /// Send an interim (1xx) response head; `101 Switching Protocols` is
+    /// dropped.
+    fn write_informational(&mut self, mut header: ResponseHeader) -> Result<()> {
+        if header.status == StatusCode::SWITCHING_PROTOCOLS {
+            debug!("dropping 101 on HTTP/2");
+            return Ok(());
+        }
+        header.set_version(Version::HTTP_2);
+        let mut parts = header.as_owned_parts();
+        strip_connection_headers(&mut parts.headers);
+        self.send_response
+            .send_informational(http::Response::from_parts(parts, ()))
+            .map_err(|e| {
+                h2_error(
+                    e,
+                    ErrorType::WriteError,
+                    "while sending an HTTP/2 informational response",
+                )
+            })
     }
 
     /// Send a piece of response body (waits for the client's window);
@@ -531,9 +550,20 @@ mod tests {
         (send, server)
     }
 
+    /// The first stream of `conn`; the connection keeps being served in the background.
+    async fn first_stream(mut conn: H2Connection<Stream>) -> HttpSession {
+        let digest = Arc::new(Digest::default());
+        let s = HttpSession::from_h2_conn(&mut conn, digest)
+            .await
+            .expect("accept")
+            .expect("a stream");
+        tokio::spawn(async move { while let Some(Ok(_)) = conn.accept().await {} });
+        s
+    }
+
     #[tokio::test]
     async fn request_body_response_and_trailers() {
-        let (send, mut conn) = pair().await;
+        let (send, conn) = pair().await;
         let client = tokio::spawn(async move {
             let mut send = send.ready().await.expect("ready");
             let req = http::Request::post("http://a.test/up")
@@ -555,10 +585,7 @@ mod tests {
             let trailers = poll_fn(|cx| body.poll_trailers(cx)).await;
             (got, trailers.expect("trailers").expect("some"))
         });
-        let digest = Arc::new(Digest::default());
-        let accept = HttpSession::from_h2_conn(&mut conn, digest);
-        let mut s = accept.await.expect("accept").expect("a stream");
-        tokio::spawn(async move { while let Some(Ok(_)) = conn.accept().await {} });
+        let mut s = first_stream(conn).await;
         assert_eq!(s.req_header().method, Method::POST);
         assert_eq!(
             s.req_header().headers.get("host").map(|v| v.as_bytes()),
@@ -591,8 +618,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn informational_heads_go_before_the_final_one() {
+        let (send, conn) = pair().await;
+        let client = tokio::spawn(async move {
+            let mut send = send.ready().await.expect("ready");
+            let req = http::Request::get("http://a.test/").body(()).expect("req");
+            let (mut resp, _) = send.send_request(req, true).expect("send");
+            let mut interim = Vec::new();
+            while let Some(info) = poll_fn(|cx| resp.poll_informational(cx)).await {
+                let info = info.expect("informational");
+                let link = info.headers().get("link").map(|v| v.as_bytes().to_vec());
+                interim.push((info.status().as_u16(), link));
+            }
+            let resp = resp.await.expect("response");
+            (interim, resp.status().as_u16())
+        });
+        let mut s = first_stream(conn).await;
+        let mut hints = ResponseHeader::build(103, None).expect("resp");
+        hints.insert_header("link", "</a.css>").expect("hdr");
+        hints
+            .insert_header("connection", "keep-alive")
+            .expect("hdr");
+        s.write_response_header(Box::new(hints), false)
+            .expect("103");
+        // HTTP/2 has no protocol switch: a 101 is dropped, not sent
+        let switch = ResponseHeader::build(101, None).expect("resp");
+        s.write_response_header(Box::new(switch), false)
+            .expect("101 dropped");
+        assert!(s.response_written().is_none());
+        let resp = ResponseHeader::build(204, None).expect("resp");
+        s.write_response_header(Box::new(resp), true)
+            .expect("final");
+        let (interim, status) = client.await.expect("client");
+        assert_eq!(interim, vec![(103, Some(b"</a.css>".to_vec()))]);
+        assert_eq!(status, 204);
+    }
+
+    #[tokio::test]
     async fn head_response_ends_with_its_header() {
-        let (send, mut conn) = pair().await;
+        let (send, conn) = pair().await;
         let client = tokio::spawn(async move {
             let mut send = send.ready().await.expect("ready");
             let req = http::Request::head("http://a.test/").body(()).expect("req");
@@ -600,12 +664,7 @@ mod tests {
             let resp = resp.await.expect("response");
             resp.body().is_end_stream()
         });
-        let digest = Arc::new(Digest::default());
-        let mut s = HttpSession::from_h2_conn(&mut conn, digest)
-            .await
-            .expect("accept")
-            .expect("a stream");
-        tokio::spawn(async move { while let Some(Ok(_)) = conn.accept().await {} });
+        let mut s = first_stream(conn).await;
         assert!(s.is_body_empty());
         let mut resp = ResponseHeader::build(200, None).expect("resp");
         resp.insert_header("content-length", "10").expect("hdr");
