@@ -13,6 +13,10 @@
 //! With `TLS_LISTEN=127.0.0.1:6443 TLS_CERT=cert.pem TLS_KEY=key.pem` it also
 //! listens with TLS there, offering HTTP/2 and HTTP/1.1 through ALPN.
 //!
+//! With `H2C_LISTEN=127.0.0.1:6189` a second listener there accepts HTTP/2 with prior knowledge
+//! (h2c) as well as HTTP/1.1 (kept apart so that the main listener does not sniff for the h2
+//! preface on every new connection).
+//!
 //! With `STATS_LISTEN=127.0.0.1:6190` it also serves, on that address, how many upstream
 //! connections were reused vs newly opened (`reused N` / `new N` lines; the benchmark suite
 //! reads them).
@@ -22,6 +26,7 @@
 use async_trait::async_trait;
 use log::debug;
 use pingora::apps::http_app::ServeHttp;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::TlsSettings;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
@@ -111,7 +116,25 @@ fn main() {
         proxy.add_tls_with_settings(&addr, None, tls);
     }
 
+    let h2c = std::env::var("H2C_LISTEN").ok().map(|addr| {
+        let lb = LB {
+            backends: health.task(),
+            host: upstream_host(),
+        };
+        let mut h2c = http_proxy_service(&server.configuration, lb);
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        if let Some(logic) = h2c.app_logic_mut() {
+            logic.server_options = Some(options);
+        }
+        h2c.add_tcp(&addr);
+        h2c
+    });
+
     server.add_service(proxy);
+    if let Some(h2c) = h2c {
+        server.add_service(h2c);
+    }
     server.add_service(health);
     if let Ok(addr) = std::env::var("STATS_LISTEN") {
         let mut stats = Service::new("reuse stats".to_string(), ReuseStats);

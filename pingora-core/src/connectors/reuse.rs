@@ -170,6 +170,24 @@ mod tests {
     use std::time::Duration;
     use tokio::io::AsyncWriteExt;
 
+    #[test]
+    fn reuse_stats_count_and_ratio() {
+        let before = upstream_reuse_stats();
+        count_connection(true);
+        count_connection(true);
+        count_connection(false);
+        let after = upstream_reuse_stats();
+        // other tests may count concurrently: at least ours are there
+        assert!(after.reused >= before.reused + 2);
+        assert!(after.new > before.new);
+        let stats = UpstreamReuseStats {
+            reused: 999,
+            new: 1,
+        };
+        assert_eq!(stats.reuse_ratio(), Some(0.999));
+        assert_eq!(UpstreamReuseStats::default().reuse_ratio(), None);
+    }
+
     #[tokio::test]
     async fn in_memory_streams() {
         let (client, mut server) = tokio::io::duplex(64);

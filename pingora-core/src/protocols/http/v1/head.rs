@@ -286,3 +286,51 @@ pub(crate) fn write_request_head(req: &RequestHeader, buf: &mut BytesMut) -> Res
     buf.put_slice(b"\r\n");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_finds_bare_lf_and_non_ascii() {
+        assert!(!scan_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").bare_lf);
+        assert!(scan_head(b"GET / HTTP/1.1\nHost: a\r\n\r\n").bare_lf);
+        assert!(scan_head(b"\nGET / HTTP/1.1\r\n\r\n").bare_lf);
+        assert!(scan_head(b"GET / HTTP/1.1\r\nHost: a\r\n\n").bare_lf);
+        assert!(scan_head(b"GET / HTTP/1.1\r\n\r\n").ascii);
+        assert!(!scan_head(b"GET / HTTP/1.1\r\nX: \xe9\r\n\r\n").ascii);
+        // longer than one 128-byte counting chunk, LF near the end
+        let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 300));
+        long.extend_from_slice(b"\r\nY: b\n\r\n");
+        assert!(scan_head(&long).bare_lf);
+    }
+
+    #[test]
+    fn parse_request_values_ascii_and_obs_text() {
+        let mut buf =
+            BytesMut::from(&b"GET /x HTTP/1.1\r\nHost: h\r\nX-A: caf\xc3\xa9\r\n\r\nrest"[..]);
+        let (req, raw) = parse_request(&mut buf).expect("valid").expect("complete");
+        assert_eq!(&buf[..], b"rest");
+        assert_eq!(raw.len(), 40);
+        assert_eq!(req.headers["host"], "h");
+        assert_eq!(req.headers["x-a"].as_bytes(), b"caf\xc3\xa9");
+        let mut empty = BytesMut::new();
+        assert!(parse_request(&mut empty).expect("no error").is_none());
+        let mut bad = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: h\n\r\n"[..]);
+        assert!(parse_request(&mut bad).is_err());
+    }
+
+    #[test]
+    fn parse_response_with_many_fields() {
+        let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..100 {
+            head.extend_from_slice(format!("x-{i}: {i}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        let mut buf = BytesMut::from(&head[..]);
+        let (resp, _) = parse_response(&mut buf).expect("valid").expect("complete");
+        assert_eq!(resp.headers.len(), 100);
+        assert_eq!(resp.headers["x-99"], "99");
+    }
+}

@@ -26,6 +26,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+/// Size of the in-future buffer the first bytes of a request are read into.
+const FIRST_READ_SIZE: usize = 2048;
+
 /// The HTTP/1.x server side of one request/response exchange.
 pub struct HttpSession {
     underlying_stream: Stream,
@@ -106,11 +109,25 @@ impl HttpSession {
         };
         let mut deadline: Option<Instant> = None;
         loop {
-            if self.buf.capacity() - self.buf.len() < 1024 {
+            // The first read of a fresh session goes to a buffer inside this
+            // future and is then copied to a heap buffer of just its size: an
+            // idle keep-alive connection then holds no 4 KiB read buffer.
+            let first = self.buf.capacity() == 0;
+            if !first && self.buf.capacity() - self.buf.len() < 1024 {
                 let grow = self.buf.len().max(INIT_HEADER_BUF_SIZE);
                 self.buf.reserve(grow);
             }
-            let read = self.underlying_stream.read_buf(&mut self.buf);
+            let (stream, buf) = (&mut self.underlying_stream, &mut self.buf);
+            let read = async move {
+                if first {
+                    let mut landing = [0u8; FIRST_READ_SIZE];
+                    let n = stream.read(&mut landing).await?;
+                    buf.extend_from_slice(&landing[..n]);
+                    Ok(n)
+                } else {
+                    stream.read_buf(buf).await
+                }
+            };
             let res = match (deadline, idle) {
                 (Some(at), _) => match tokio::time::timeout_at(at, read).await {
                     Ok(r) => r,
