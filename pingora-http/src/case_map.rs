@@ -19,9 +19,17 @@ pub(crate) type CaseMap = HMap<CaseHeaderName>;
 pub(crate) const MAX_HEADER_COUNT: usize = 4096;
 
 /// The initial map capacity for a size hint, capped so a hostile hint cannot over-allocate.
+///
+/// A hint (typically the number of headers just parsed) gets a few spare slots: a proxy
+/// usually sets some headers of its own (`Host`, `Date`, `Connection`, ...), and a map that
+/// is exactly full has to grow, and rehash everything, on the next insert, even one that
+/// replaces an existing name. Clones keep the spare room.
 pub(crate) fn capacity_for(size_hint: Option<usize>) -> usize {
     const DEFAULT_CAPACITY: usize = 8;
-    size_hint.unwrap_or(DEFAULT_CAPACITY).min(MAX_HEADER_COUNT)
+    const SPARE: usize = 4;
+    size_hint
+        .map_or(DEFAULT_CAPACITY, |n| n.saturating_add(SPARE))
+        .min(MAX_HEADER_COUNT)
 }
 
 fn check_room(values: &HMap) -> Result<()> {

@@ -45,7 +45,8 @@ impl ConnectionMeta {
 
 /// A pooled connection plus the channel telling its watcher it was taken.
 struct PoolConnection<S> {
-    notify_use: oneshot::Sender<bool>,
+    // `None` for connections released without a watcher.
+    notify_use: Option<oneshot::Sender<bool>>,
     connection: S,
 }
 
@@ -53,7 +54,9 @@ impl<S> PoolConnection<S> {
     /// Hand the connection out, telling its idle watcher to let go of it.
     fn release(self) -> S {
         // The watcher may already be gone; then nobody needs telling.
-        let _ = self.notify_use.send(true);
+        if let Some(tx) = self.notify_use {
+            let _ = tx.send(true);
+        }
         self.connection
     }
 }
@@ -66,7 +69,8 @@ type Node<S> = Arc<PoolNode<PoolConnection<S>>>;
 pub struct ConnectionPool<S> {
     groups: Box<[RwLock<HashMap<GroupKey, Node<S>>>]>,
     // `None` when the pool keeps nothing (a zero limit).
-    lru: Option<ShardedLru<ConnectionMeta, Arc<Notify>>>,
+    // The value wakes the connection's watcher, if it has one.
+    lru: Option<ShardedLru<ConnectionMeta, Option<Arc<Notify>>>>,
     per_key: usize,
 }
 
@@ -126,14 +130,16 @@ impl<S> ConnectionPool<S> {
     }
 
     /// Drop the pooled connection `meta` (if still there) and wake its watcher.
-    fn evict(&self, meta: &ConnectionMeta, notify: Arc<Notify>) {
+    fn evict(&self, meta: &ConnectionMeta, notify: Option<Arc<Notify>>) {
         // Dropping the entry closes `notify_use`, which also ends the watcher.
         self.remove_from_group(meta);
         debug!(
             "evicted pooled connection {} of group {}",
             meta.id, meta.key
         );
-        notify.notify_one();
+        if let Some(n) = notify {
+            n.notify_one();
+        }
     }
 
     /// Remove a connection that was found closed (or timed out) from the pool.
@@ -177,7 +183,7 @@ impl<S> ConnectionPool<S> {
             drop(drained);
         }
         if let Some(lru) = &self.lru {
-            for notify in lru.drain() {
+            for notify in lru.drain().into_iter().flatten() {
                 notify.notify_one();
             }
         }
@@ -215,30 +221,52 @@ impl<S> ConnectionPool<S> {
     ) -> (Arc<Notify>, oneshot::Receiver<bool>) {
         let notify_evicted = Arc::new(Notify::new());
         let (notify_use, watch_use) = oneshot::channel();
-        let Some(lru) = &self.lru else {
-            // Pooling disabled: the connection is dropped right away.
-            notify_evicted.notify_one();
-            return (notify_evicted, watch_use);
+        let pooled = PoolConnection {
+            notify_use: Some(notify_use),
+            connection,
         };
+        if !self.insert(meta, pooled, Some(notify_evicted.clone())) {
+            // Pooling disabled: the connection was dropped right away.
+            notify_evicted.notify_one();
+        }
+        (notify_evicted, watch_use)
+    }
 
-        if let Some((old, old_notify)) = lru.add(meta.hash(), *meta, notify_evicted.clone()) {
+    /// Release `connection` into the pool without a watcher: no handles are
+    /// allocated, and the owner is expected to vet it when it is taken again
+    /// and to sweep the pool (see [`Self::retain`]) for connections that die
+    /// while idle. Caps and eviction work as with [`Self::put`].
+    pub fn put_unwatched(&self, meta: &ConnectionMeta, connection: S) {
+        let pooled = PoolConnection {
+            notify_use: None,
+            connection,
+        };
+        self.insert(meta, pooled, None);
+    }
+
+    /// Add a connection, enforcing both caps. False when pooling is disabled
+    /// (the connection is dropped).
+    fn insert(
+        &self,
+        meta: &ConnectionMeta,
+        pooled: PoolConnection<S>,
+        notify_evicted: Option<Arc<Notify>>,
+    ) -> bool {
+        let Some(lru) = &self.lru else {
+            return false;
+        };
+        if let Some((old, old_notify)) = lru.add(meta.hash(), *meta, notify_evicted) {
             self.evict(&old, old_notify);
         }
         let node = self.node(meta.key);
-        node.insert(
-            meta.id,
-            PoolConnection {
-                notify_use,
-                connection,
-            },
-        );
+        node.insert(meta.id, pooled);
         // Enforce the per-group cap by dropping the group's oldest entries.
         while node.len() > self.per_key {
             let Some((old_id, old)) = node.pop_oldest() else {
                 break;
             };
             let old_meta = ConnectionMeta::new(meta.key, old_id);
-            let old_notify = lru.remove(old_meta.hash(), &old_meta);
+            let old_notify = lru.remove(old_meta.hash(), &old_meta).flatten();
             drop(old);
             if let Some(n) = old_notify {
                 n.notify_one();
@@ -248,7 +276,37 @@ impl<S> ConnectionPool<S> {
                 meta.key
             );
         }
-        (notify_evicted, watch_use)
+        true
+    }
+
+    /// Visit every pooled connection and drop those for which `keep` returns
+    /// false (e.g. found closed or idle for too long). Returns how many were
+    /// dropped. Connections being visited are briefly invisible to
+    /// [`Self::get`]; `keep` should not block.
+    pub fn retain(&self, mut keep: impl FnMut(&ConnectionMeta, &mut S) -> bool) -> usize {
+        let nodes: Vec<(GroupKey, Node<S>)> = self
+            .groups
+            .iter()
+            .flat_map(|shard| {
+                let shard = shard.read();
+                shard
+                    .iter()
+                    .map(|(k, n)| (*k, n.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut count = 0;
+        for (key, node) in nodes {
+            let dropped = node
+                .retain(|id, pooled| keep(&ConnectionMeta::new(key, id), &mut pooled.connection));
+            drop(node);
+            count += dropped.len();
+            for id in dropped {
+                // Forgets the LRU entry and, if it emptied, the group.
+                self.pop_closed(&ConnectionMeta::new(key, id));
+            }
+        }
+        count
     }
 
     /// Watch a pooled connection until it is reused, evicted, closed by the

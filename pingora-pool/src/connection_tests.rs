@@ -307,3 +307,34 @@ fn concurrent_put_get_keeps_counts_consistent() {
     assert!(drained <= 8 * 64, "per-key cap holds: {drained}");
     assert!(pool.is_empty());
 }
+
+#[tokio::test]
+async fn retain_drops_rejected_and_forgets_them() {
+    let pool: ConnectionPool<u32> = ConnectionPool::new(4);
+    let (_e, used) = pool.put(&meta(1, 1), 10);
+    pool.put_unwatched(&meta(1, 2), 20);
+    pool.put_unwatched(&meta(2, 3), 31);
+    assert_eq!(pool.retain(|_, v| *v % 2 == 0), 1);
+    assert_eq!(pool.len(), 2);
+    // the emptied group is forgotten, the others stay
+    assert_eq!(pool.group_count(), 1);
+    assert_eq!(pool.retain(|m, _| m.id != 1), 1);
+    assert!(used.await.is_err(), "dropped, not taken");
+    assert_eq!(pool.get(&1), Some(20));
+    assert!(pool.is_empty());
+}
+
+#[test]
+fn unwatched_connections_obey_both_caps() {
+    let pool: ConnectionPool<i32> = ConnectionPool::with_limits(2, 3);
+    for id in 0..3 {
+        pool.put_unwatched(&meta(1, id), id);
+    }
+    assert_eq!(pool.len(), 2, "per-group cap");
+    pool.put_unwatched(&meta(2, 10), 10);
+    pool.put_unwatched(&meta(3, 11), 11);
+    assert_eq!(pool.len(), 3, "global cap");
+    // the least recently released (group 1's id 1) went first
+    assert_eq!(pool.get(&1), Some(2));
+    assert_eq!(pool.get(&1), None);
+}

@@ -17,6 +17,9 @@
 //! [`ConnectionPool::idle_poll`] (which reads from it, so an upstream close or
 //! unexpected bytes evict it at once) or [`ConnectionPool::idle_timeout`]
 //! (timer only). Both drop the connection when its idle timeout passes.
+//! Owners that would rather not run a task per pooled connection release with
+//! [`ConnectionPool::put_unwatched`], vet connections when taking them, and
+//! sweep the pool now and then with [`ConnectionPool::retain`].
 #![warn(missing_docs)]
 #![allow(clippy::new_without_default)]
 #![allow(clippy::type_complexity)]

@@ -109,6 +109,37 @@ impl<T> PoolNode<T> {
         }
         None
     }
+    /// Visit every item, dropping those for which `keep` returns false; the
+    /// ids of the dropped ones are returned. Items are briefly out of sight
+    /// of concurrent takers while visited.
+    pub fn retain(&self, mut keep: impl FnMut(Id, &mut T) -> bool) -> Vec<Id> {
+        let mut dropped = Vec::new();
+        {
+            let mut overflow = self.overflow.lock();
+            overflow.retain_mut(|(id, item)| {
+                let kept = keep(*id, item);
+                if !kept {
+                    dropped.push(*id);
+                }
+                kept
+            });
+        }
+        let _scan = self.scan_lock.lock();
+        for _ in 0..self.hot.len() {
+            let Some((id, mut item)) = self.hot.pop() else {
+                break;
+            };
+            if !keep(id, &mut item) {
+                dropped.push(id);
+                continue;
+            }
+            if let Err(back) = self.hot.push((id, item)) {
+                self.overflow.lock().push_back(back);
+            }
+        }
+        self.len.fetch_sub(dropped.len(), Ordering::AcqRel);
+        dropped
+    }
 }
 
 #[cfg(test)]
@@ -146,5 +177,27 @@ mod tests {
         }
         let order: Vec<i32> = std::iter::from_fn(|| node.pop_oldest().map(|(i, _)| i)).collect();
         assert_eq!(order, (0..20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn retain_drops_rejected_in_hot_and_overflow() {
+        let node = PoolNode::new();
+        for i in 0..40 {
+            node.insert(i, i);
+        }
+        let mut dropped = node.retain(|id, v| {
+            *v += 1;
+            id % 3 != 0
+        });
+        dropped.sort_unstable();
+        assert_eq!(dropped, (0..40).filter(|i| i % 3 == 0).collect::<Vec<_>>());
+        assert_eq!(node.len(), 40 - dropped.len());
+        let mut left = Vec::new();
+        while let Some((id, v)) = node.get_any() {
+            assert_eq!(v, id + 1, "retain sees items mutably");
+            left.push(id);
+        }
+        left.sort_unstable();
+        assert_eq!(left, (0..40).filter(|i| i % 3 != 0).collect::<Vec<_>>());
     }
 }

@@ -34,8 +34,9 @@ pub(crate) fn error_status(e: &Error) -> u16 {
     }
 }
 
-/// Headers that describe one hop only and never travel through a proxy.
-const HOP_BY_HOP: [HeaderName; 5] = [
+/// Headers that describe one hop only and never travel through a proxy. `Connection` must
+/// stay first: [`hop_by_hop_present`] relies on it.
+static HOP_BY_HOP: [HeaderName; 5] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -43,29 +44,66 @@ const HOP_BY_HOP: [HeaderName; 5] = [
     header::UPGRADE,
 ];
 
+/// The position in [`HOP_BY_HOP`] of the header named `name` (any case), if it is one. Runs
+/// for every header of every message, so it dispatches on the length before comparing.
+fn hop_by_hop_index(name: &str) -> Option<usize> {
+    let is = |h: &str| name.eq_ignore_ascii_case(h);
+    match name.len() {
+        10 if is("connection") => Some(0),
+        10 if is("keep-alive") => Some(1),
+        16 if is("proxy-connection") => Some(2),
+        2 if is("te") => Some(3),
+        7 if is("upgrade") => Some(4),
+        _ => None,
+    }
+}
+
 /// Headers a `Connection` option must not be able to remove: they frame or route the message.
 fn is_protected(name: &HeaderName) -> bool {
     name == header::TRANSFER_ENCODING || name == header::CONTENT_LENGTH || name == header::HOST
 }
 
-/// Extra header names listed as options of the `Connection` header(s) of `headers`.
+/// Extra header names listed as options of the `Connection` header(s) of `headers` that
+/// `headers` holds (the others have nothing to remove).
 fn connection_options(headers: &http::HeaderMap) -> Vec<HeaderName> {
     let mut names = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
         for token in value.split(',') {
             let token = token.trim();
-            if token.is_empty() {
+            // The usual tokens (`keep-alive`, `upgrade`, `close`) end here without building a
+            // name: a lookup by `&str` does not allocate, `HeaderName::from_bytes` may.
+            if token.is_empty() || hop_by_hop_index(token).is_some() || !headers.contains_key(token)
+            {
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                if !is_protected(&name) && !HOP_BY_HOP.contains(&name) {
+                if !is_protected(&name) {
                     names.push(name);
                 }
             }
         }
     }
     names
+}
+
+/// Which hop-by-hop headers `headers` holds, found in one pass over its names instead of a
+/// lookup per candidate: a bit per [`HOP_BY_HOP`] entry present, and the extra names listed as
+/// `Connection` options (parsed only when there is a `Connection` header; empty, without
+/// allocating, when it only holds standard tokens such as `keep-alive`).
+fn hop_by_hop_present(headers: &http::HeaderMap) -> (u8, Vec<HeaderName>) {
+    let mut fixed = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name.as_str()) {
+            fixed |= 1 << i;
+        }
+    }
+    let options = if fixed & 1 != 0 {
+        connection_options(headers)
+    } else {
+        Vec::new()
+    };
+    (fixed, options)
 }
 
 /// Whether a `Transfer-Encoding` value ends with the `chunked` coding.
@@ -80,11 +118,14 @@ fn ends_chunked(value: &HeaderValue) -> bool {
 /// Remove the hop-by-hop headers of a request: the fixed list and the options its
 /// `Connection` header names.
 pub(crate) fn strip_request_hop_by_hop(req: &mut RequestHeader) {
-    for name in connection_options(&req.headers) {
+    let (fixed, options) = hop_by_hop_present(&req.headers);
+    for name in options {
         req.remove_header(&name);
     }
-    for name in HOP_BY_HOP.iter() {
-        req.remove_header(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if fixed & (1 << i) != 0 {
+            req.remove_header(name);
+        }
     }
 }
 
@@ -184,11 +225,14 @@ fn response_has_body(method: &Method, status: StatusCode) -> bool {
 /// Remove the hop-by-hop headers of an upstream response (the server session writes its own
 /// `Connection` header). Runs before the response filters.
 pub(crate) fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
-    for name in connection_options(&resp.headers) {
+    let (fixed, options) = hop_by_hop_present(&resp.headers);
+    for name in options {
         resp.remove_header(&name);
     }
-    for name in HOP_BY_HOP.iter() {
-        resp.remove_header(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if fixed & (1 << i) != 0 {
+            resp.remove_header(name);
+        }
     }
 }
 
@@ -288,6 +332,53 @@ mod tests {
         );
         assert!(req.headers.contains_key("x-keep"));
         assert_eq!(req.version, Version::HTTP_11);
+    }
+
+    #[test]
+    fn hop_by_hop_index_matches_the_list() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name.as_str()), Some(i));
+            assert_eq!(
+                hop_by_hop_index(&name.as_str().to_ascii_uppercase()),
+                Some(i)
+            );
+        }
+        for other in ["", "t", "host", "connectiox", "keep-alivee", "trailer"] {
+            assert_eq!(hop_by_hop_index(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn response_hop_by_hop_removed_with_or_without_connection() {
+        // no Connection header: the fixed names still go, the rest stays
+        let mut resp = ResponseHeader::build(200, None).expect("response");
+        resp.insert_header("Keep-Alive", "timeout=5")
+            .expect("header");
+        resp.insert_header("TE", "trailers").expect("header");
+        resp.insert_header("X-Keep", "1").expect("header");
+        strip_response_hop_by_hop(&mut resp);
+        assert!(!resp.headers.contains_key("keep-alive"));
+        assert!(!resp.headers.contains_key("te"));
+        assert!(resp.headers.contains_key("x-keep"));
+        let mut wire = Vec::new();
+        resp.header_to_h1_wire(&mut wire);
+        assert_eq!(wire, b"X-Keep: 1\r\n");
+
+        // options in any case, spread over several Connection headers; absent ones are fine
+        let mut resp = ResponseHeader::build(200, None).expect("response");
+        resp.append_header("Connection", "Close, X-A")
+            .expect("header");
+        resp.append_header("Connection", "x-absent,, Content-Length")
+            .expect("header");
+        resp.insert_header("x-a", "1").expect("header");
+        resp.insert_header("Content-Length", "0").expect("header");
+        resp.insert_header("Upgrade", "h2c").expect("header");
+        strip_response_hop_by_hop(&mut resp);
+        for gone in ["connection", "x-a", "upgrade"] {
+            assert!(!resp.headers.contains_key(gone), "{gone} must be removed");
+        }
+        assert!(resp.headers.contains_key("content-length"));
+        assert_eq!(resp.headers.len(), 1);
     }
 
     #[test]

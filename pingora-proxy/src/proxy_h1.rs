@@ -406,14 +406,18 @@ where
                 }
                 let switch = header.status == StatusCode::SWITCHING_PROTOCOLS && client_req.upgrade;
                 // The hop-by-hop cleanup drops what makes a `101` a switch: keep it aside.
-                let upgrade = header.headers.get(header::UPGRADE).cloned();
+                let upgrade = if switch {
+                    header.headers.get(header::UPGRADE).cloned()
+                } else {
+                    None
+                };
                 strip_response_hop_by_hop(&mut header);
                 if switch && client_req.extended_connect {
                     // RFC 8441: success is a 2xx on the stream, without the handshake
                     // proof (the HTTP/2 client sent no key).
                     header.set_status(StatusCode::OK)?;
                     header.remove_header(&header::SEC_WEBSOCKET_ACCEPT);
-                } else if let Some(upgrade) = upgrade.filter(|_| switch) {
+                } else if let Some(upgrade) = upgrade {
                     let _ = header.insert_header(header::UPGRADE, upgrade);
                     let _ = header.insert_header(header::CONNECTION, "upgrade");
                 }

@@ -11,6 +11,8 @@ use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{ShutdownWatch, SHUTDOWN_IDLE_TIMEOUT};
 use pingora_core::services::listening::Service;
 use pingora_error::ErrorType;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -77,42 +79,74 @@ impl<SV> HttpProxy<SV> {
         notified.as_mut().enable();
         // Once shutting down, a request already on its way is still served (with
         // `Connection: close`) instead of racing the close; an idle connection is closed.
-        let res = if self.shutdown_flag.load(Ordering::Acquire) {
-            tokio::time::timeout(SHUTDOWN_IDLE_TIMEOUT, downstream.read_request())
-                .await
-                .ok()?
-        } else {
+        let res = {
             let read = downstream.read_request();
             tokio::pin!(read);
-            tokio::select! {
-                // Prefer an already buffered request over the shutdown notice.
-                biased;
-                res = &mut read => res,
-                _ = notified => tokio::time::timeout(SHUTDOWN_IDLE_TIMEOUT, read).await.ok()?,
+            if self.shutdown_flag.load(Ordering::Acquire) {
+                tokio::time::timeout(SHUTDOWN_IDLE_TIMEOUT, read)
+                    .await
+                    .ok()?
+            } else {
+                tokio::select! {
+                    // Prefer an already buffered request over the shutdown notice.
+                    biased;
+                    res = &mut read => res,
+                    _ = notified => tokio::time::timeout(SHUTDOWN_IDLE_TIMEOUT, read).await.ok()?,
+                }
             }
         };
         match res {
             Ok(true) => Some(downstream),
             Ok(false) => None,
             Err(e) => {
-                let e = e.into_down();
-                let code = match e.etype() {
-                    ErrorType::InvalidHTTPHeader => Some(400),
-                    other => other.http_status(),
-                };
-                if let Some(code) = code {
-                    debug!("bad request from client: {e}, answering {code}");
-                    if let Err(write_err) = downstream.respond_error(code).await {
-                        debug!("failed to send error response to downstream: {write_err}");
-                    }
-                } else {
-                    debug!("failed to read request from client: {e}");
-                }
-                downstream.shutdown().await;
+                // boxed: rare, and it would otherwise enlarge the state idle connections wait in
+                Box::pin(reject_bad_request(downstream, e)).await;
                 None
             }
         }
     }
+
+    /// Serve the request just read from `downstream`; `closing` when the connection must end
+    /// with it.
+    async fn serve_request(
+        self: &Arc<Self>,
+        downstream: Box<HttpSession>,
+        closing: bool,
+    ) -> Option<ReusedHttpStream>
+    where
+        SV: ProxyHttp + Send + Sync + 'static,
+        <SV as ProxyHttp>::CTX: Send + Sync,
+    {
+        let mut session = Session::new(downstream, self.shutdown_flag.clone());
+        if !self.downstream_modules.is_empty() {
+            session.downstream_modules_ctx = self.downstream_modules.build_ctx();
+        }
+        if closing {
+            // Serve this request, but let the client know the connection ends with it.
+            session.set_keepalive(None);
+        }
+        let ctx = self.inner.new_ctx();
+        self.process_request(session, ctx).await
+    }
+}
+
+/// Answer a request that could not be read with the matching error status (when there is one),
+/// then close the connection.
+async fn reject_bad_request(mut downstream: Box<HttpSession>, e: Box<pingora_error::Error>) {
+    let e = e.into_down();
+    let code = match e.etype() {
+        ErrorType::InvalidHTTPHeader => Some(400),
+        other => other.http_status(),
+    };
+    if let Some(code) = code {
+        debug!("bad request from client: {e}, answering {code}");
+        if let Err(write_err) = downstream.respond_error(code).await {
+            debug!("failed to send error response to downstream: {write_err}");
+        }
+    } else {
+        debug!("failed to read request from client: {e}");
+    }
+    downstream.shutdown().await;
 }
 
 #[async_trait]
@@ -121,22 +155,27 @@ where
     SV: ProxyHttp + Send + Sync + 'static,
     <SV as ProxyHttp>::CTX: Send + Sync,
 {
-    async fn process_new_http(
-        self: &Arc<Self>,
+    // Written out instead of `async fn` so that the session is boxed before the future is made:
+    // an argument of an `async fn` stays inside its future for the whole call, and this future
+    // is what a keep-alive connection holds while it waits for its next request.
+    fn process_new_http<'life0, 'life1, 'async_trait>(
+        self: &'life0 Arc<Self>,
         session: HttpSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        let downstream = self.read_downstream_request(Box::new(session)).await?;
-        let mut session = Session::new(downstream, self.shutdown_flag.clone());
-        if !self.downstream_modules.is_empty() {
-            session.downstream_modules_ctx = self.downstream_modules.build_ctx();
-        }
-        if *shutdown.borrow() {
-            // Serve this request, but let the client know the connection ends with it.
-            session.set_keepalive(None);
-        }
-        let ctx = self.inner.new_ctx();
-        self.process_request(session, ctx).await
+        shutdown: &'life1 ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        let session = Box::new(session);
+        Box::pin(async move {
+            let downstream = self.read_downstream_request(session).await?;
+            let closing = *shutdown.borrow();
+            // The request's flow is a large future: boxed, it is only allocated while a request
+            // is served, so a waiting connection holds just the small read state.
+            Box::pin(self.serve_request(downstream, closing)).await
+        })
     }
 
     async fn http_cleanup(&self) {
@@ -185,4 +224,62 @@ where
     let mut proxy = HttpProxy::new(inner, conf.clone());
     proxy.handle_init_modules();
     Service::new(name.to_string(), proxy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora_core::apps::ServerApp;
+    use pingora_core::protocols::l4::stream::Stream as L4Stream;
+    use pingora_core::upstreams::peer::HttpPeer;
+    use pingora_error::Result;
+
+    struct Origin;
+
+    #[async_trait]
+    impl ProxyHttp for Origin {
+        type CTX = ();
+        fn new_ctx(&self) {}
+
+        async fn upstream_peer(&self, _s: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+            Ok(Box::new(HttpPeer::new("127.0.0.1:1", false, String::new())))
+        }
+    }
+
+    async fn server_stream() -> (tokio::net::TcpStream, pingora_core::protocols::Stream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let c = tokio::net::TcpStream::connect(l.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (s, _) = l.accept().await.expect("accept");
+        (c, Box::new(L4Stream::from(s)))
+    }
+
+    /// A keep-alive connection waits for its next request inside these futures, so they must
+    /// stay small: the per-request proxy flow is boxed separately, only while it runs.
+    #[tokio::test]
+    async fn waiting_connection_futures_are_small() {
+        let conf = Arc::new(ServerConf::default());
+        let proxy = Arc::new(http_proxy(&conf, Origin));
+        let (_shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+
+        let (_c, stream) = server_stream().await;
+        let fut = proxy.process_new_http(HttpSession::new_http1(stream), &shutdown);
+        let http_size = std::mem::size_of_val(&*fut);
+        drop(fut);
+
+        let (_c, stream) = server_stream().await;
+        let fut = proxy.process_new(stream, &shutdown);
+        let conn_size = std::mem::size_of_val(&*fut);
+        drop(fut);
+
+        eprintln!("process_new_http future: {http_size} B, process_new future: {conn_size} B");
+        assert!(
+            http_size <= 1024,
+            "process_new_http future is {http_size} B"
+        );
+        assert!(conn_size <= 1024, "process_new future is {conn_size} B");
+    }
 }

@@ -179,6 +179,20 @@ where
             return None;
         }
     }
+    // boxed: a connection waiting for its next request then only holds the read state
+    Box::pin(respond(app, http, shutdown)).await
+}
+
+/// Answer the request just read from `http` with the app's response; returns the connection
+/// when reusable.
+async fn respond<SV>(
+    app: &SV,
+    mut http: ServerSession,
+    shutdown: &ShutdownWatch,
+) -> Option<ReusedHttpStream>
+where
+    SV: ServeHttp + Send + Sync + ?Sized,
+{
     trace!("{:?}", http.req_header());
     // during shutdown, answer the request in hand and then close
     if *shutdown.borrow() {

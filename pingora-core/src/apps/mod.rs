@@ -274,6 +274,25 @@ async fn next_request_arrives(stream: &mut Stream) -> bool {
     )
 }
 
+/// The session of the first request on a new HTTP/1 connection.
+fn first_h1_session<T: HttpServerApp + ?Sized>(app: &T, stream: Stream) -> ServerSession {
+    let mut session = ServerSession::new_http1(stream);
+    session.set_keepalive(Some(DEFAULT_KEEPALIVE_SECS));
+    session.set_keepalive_reuses_remaining(
+        app.server_options().and_then(|o| o.keepalive_request_limit),
+    );
+    session
+}
+
+/// The session of the next request on a kept-alive HTTP/1 connection.
+fn reused_h1_session(stream: Stream, settings: Option<HttpPersistentSettings>) -> ServerSession {
+    let mut session = ServerSession::new_http1(stream);
+    if let Some(settings) = settings {
+        settings.apply_to_session(&mut session);
+    }
+    session
+}
+
 #[async_trait]
 impl<T> ServerApp for T
 where
@@ -288,28 +307,25 @@ where
         let h2 = stream.selected_alpn_proto() == Some(ALPN::H2)
             || (h2c && starts_with_h2_preface(&mut stream).await?);
         if h2 {
-            serve_h2(self, stream, shutdown).await;
+            // boxed so that the HTTP/1 connections' futures do not carry its size
+            Box::pin(serve_h2(self, stream, shutdown)).await;
             return None;
         }
-        let mut session = ServerSession::new_http1(stream);
-        session.set_keepalive(Some(DEFAULT_KEEPALIVE_SECS));
-        session.set_keepalive_reuses_remaining(
-            self.server_options()
-                .and_then(|o| o.keepalive_request_limit),
-        );
-        // serve the requests of this connection one after the other
-        let mut next = self.process_new_http(session, shutdown).await;
+        // The sessions are made by plain functions and handed straight to `process_new_http`:
+        // a session kept in a local would take its space in this future, which a keep-alive
+        // connection holds while it waits.
+        let mut next = self
+            .process_new_http(first_h1_session(self.as_ref(), stream), shutdown)
+            .await;
         while let Some(reused) = next {
             let (mut stream, settings) = reused.consume();
             if *shutdown.borrow() && !next_request_arrives(&mut stream).await {
                 debug!("shutting down: closing an idle HTTP connection");
                 return None;
             }
-            let mut session = ServerSession::new_http1(stream);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
-            }
-            next = self.process_new_http(session, shutdown).await;
+            next = self
+                .process_new_http(reused_h1_session(stream, settings), shutdown)
+                .await;
         }
         None
     }

@@ -23,13 +23,12 @@ use offload::OffloadRuntime;
 use parking_lot::RwLock;
 use pingora_error::{Error, ErrorSource, ErrorType::*, Result};
 use pingora_pool::{ConnectionMeta, ConnectionPool};
-use reuse::{count_connection, test_buffered, test_reusable_stream, IdleStream};
+use reuse::{count_connection, IdleStream, Pool, Sweeper};
 pub use reuse::{upstream_reuse_stats, UpstreamReuseStats};
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
 
 /// Settings of a [`TransportConnector`].
 #[derive(Clone, Debug)]
@@ -104,11 +103,10 @@ const DEFAULT_POOL_SIZE: usize = 128;
 /// How many pooled candidates a checkout examines before connecting anew.
 const MAX_REUSE_ATTEMPTS: usize = 8;
 
-type Pool = ConnectionPool<Arc<Mutex<IdleStream>>>;
-
 /// Connects to peers and pools released connections for reuse.
 pub struct TransportConnector {
     connection_pool: Arc<Pool>,
+    sweeper: Sweeper,
     offload: Option<OffloadRuntime>,
     bind_to_v4: Vec<SocketAddr>,
     bind_to_v6: Vec<SocketAddr>,
@@ -151,6 +149,7 @@ impl TransportConnector {
         let tls_ctx = new_tls_ctx(&options);
         TransportConnector {
             connection_pool: Arc::new(ConnectionPool::new(options.keepalive_pool_size)),
+            sweeper: Sweeper::default(),
             offload: options
                 .offload_threadpool
                 .map(|(pools, threads)| OffloadRuntime::new(pools, threads)),
@@ -205,28 +204,12 @@ impl TransportConnector {
             .get_peer_options()
             .is_some_and(|o| o.custom_l4.is_some());
         for _ in 0..MAX_REUSE_ATTEMPTS {
-            let shared = self.connection_pool.get(&key)?;
-            // The idle watcher holds the lock until it notices the checkout.
-            drop(shared.lock().await);
-            let Ok(idle) = Arc::try_unwrap(shared) else {
-                warn!("pooled stream still shared after checkout, dropping it");
-                continue;
-            };
-            let idle = idle.into_inner();
-            let probe = idle.idle_for() >= reuse::PROBE_AFTER_IDLE;
-            let Some(mut stream) = idle.into_undisturbed() else {
-                continue;
-            };
-            if !custom_l4 && !connected_to(&stream, peer) {
+            let idle = self.connection_pool.get(&key)?;
+            if !custom_l4 && !connected_to(idle.stream(), peer) {
                 warn!("pooled stream for {peer} is connected elsewhere, dropping it");
                 continue;
             }
-            let healthy = if probe {
-                test_reusable_stream(&mut stream)
-            } else {
-                test_buffered(&mut stream)
-            };
-            if healthy {
+            if let Some(stream) = idle.into_reusable() {
                 debug!("reusing connection to {peer}");
                 return Some(stream);
             }
@@ -239,30 +222,22 @@ impl TransportConnector {
     /// The caller vouches that the protocol state allows reuse (e.g. an
     /// HTTP/1 response was fully read). The stream is dropped instead if the
     /// upstream already closed it or sent data, or if no async runtime is
-    /// available to watch it. While pooled it is closed after `idle_timeout`
-    /// or as soon as the upstream closes it.
+    /// available to sweep the pool. While pooled it is never handed out after
+    /// `idle_timeout` or once the upstream closed it, and the connector's
+    /// sweeper closes such streams within about a second.
     pub fn release_stream(&self, mut stream: Stream, key: u64, idle_timeout: Option<Duration>) {
-        // No kernel probe here: the idle watcher started below notices a
-        // close (or stray bytes) as soon as the runtime learns about it.
-        if !test_buffered(&mut stream) {
+        // No kernel probe here: the checkout and the sweeper look again.
+        if !reuse::test_buffered(&mut stream) {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            debug!("no runtime to watch the idle connection, closing it");
+            debug!("no runtime to sweep the idle connection, closing it");
             return;
         };
         let meta = ConnectionMeta::new(key, stream.id());
-        let shared = Arc::new(Mutex::new(IdleStream::new(stream)));
-        let Ok(watched) = shared.clone().try_lock_owned() else {
-            // Unreachable: nobody else has seen this mutex yet.
-            return;
-        };
-        let (notify_evicted, watch_use) = self.connection_pool.put(&meta, shared);
-        let pool = self.connection_pool.clone();
-        rt.spawn(async move {
-            pool.idle_poll(watched, &meta, idle_timeout, notify_evicted, watch_use)
-                .await;
-        });
+        self.connection_pool
+            .put_unwatched(&meta, IdleStream::new(stream, idle_timeout));
+        self.sweeper.ensure(&self.connection_pool, &rt);
     }
 
     /// A pooled connection to `peer` if a healthy one exists, else a new
@@ -292,8 +267,8 @@ impl TransportConnector {
 
 impl Drop for TransportConnector {
     fn drop(&mut self) {
-        // The idle watchers keep the pool alive; close its connections now
-        // rather than when each one times out.
+        // Close the pooled connections now rather than when the sweeper
+        // notices the connector is gone.
         self.connection_pool.clear();
     }
 }

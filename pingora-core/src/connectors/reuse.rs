@@ -4,18 +4,17 @@
 use crate::protocols::Stream;
 use futures::FutureExt;
 use log::debug;
-use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use pingora_pool::ConnectionPool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::AsyncReadExt;
 
 /// A pooled connection idle for less than this is handed out without asking
-/// the kernel whether the upstream closed it: the pool's idle watcher would
-/// almost always have seen such a close already, and a reused connection that
-/// turns out closed is retried anyway. Saves one `recv(MSG_PEEK)` per request
-/// under load.
+/// the kernel whether the upstream closed it: a close that arrived while the
+/// runtime was polling is already known to the stream's readiness, and a
+/// reused connection that turns out closed is retried anyway. Saves one
+/// `recv(MSG_PEEK)` per request under load.
 pub(crate) const PROBE_AFTER_IDLE: Duration = Duration::from_millis(200);
 
 static REUSED: AtomicU64 = AtomicU64::new(0);
@@ -54,53 +53,125 @@ pub(crate) fn count_connection(reused: bool) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// A pooled stream. The pool's idle watcher reads from it to notice the
-/// upstream closing or talking; any completed read marks it disturbed, so a
-/// stream whose watcher consumed (or hit the end of) data is never reused even
-/// if it was checked out at the same moment.
+/// A pooled stream with the time it was released and how long it may idle.
+///
+/// Nothing watches it while pooled: a checkout vets it (see
+/// [`IdleStream::into_reusable`]) and the connector's sweeper periodically
+/// drops pooled streams that expired or were closed by the upstream.
 #[derive(Debug)]
 pub(crate) struct IdleStream {
     stream: Stream,
-    disturbed: bool,
     since: Instant,
+    idle_timeout: Option<Duration>,
 }
 
 impl IdleStream {
-    pub fn new(stream: Stream) -> Self {
+    pub fn new(stream: Stream, idle_timeout: Option<Duration>) -> Self {
         IdleStream {
             stream,
-            disturbed: false,
             since: Instant::now(),
+            idle_timeout,
         }
     }
 
-    /// How long the stream has been pooled.
-    pub fn idle_for(&self) -> Duration {
-        self.since.elapsed()
+    /// Whether the stream stayed pooled longer than its idle timeout.
+    fn expired(&self, idle: Duration) -> bool {
+        self.idle_timeout.is_some_and(|t| idle >= t)
     }
 
-    /// The stream, unless the idle watcher saw anything happen on it.
-    pub fn into_undisturbed(self) -> Option<Stream> {
-        if self.disturbed {
-            debug!("pooled stream saw activity while idle, discarding it");
-            None
+    /// The sweeper's check: not expired, and neither closed by the upstream
+    /// nor talked on.
+    pub fn still_idle(&mut self) -> bool {
+        !self.expired(self.since.elapsed()) && test_reusable_stream(&mut self.stream)
+    }
+
+    /// The stream, if it has not expired and looks healthy. A stream idle
+    /// for less than [`PROBE_AFTER_IDLE`] is only checked for data or a close
+    /// the runtime already knows of, without a syscall.
+    pub fn into_reusable(mut self) -> Option<Stream> {
+        let idle = self.since.elapsed();
+        if self.expired(idle) {
+            debug!("pooled stream idled past its timeout, discarding it");
+            return None;
+        }
+        let healthy = if idle >= PROBE_AFTER_IDLE {
+            test_reusable_stream(&mut self.stream)
         } else {
-            Some(self.stream)
+            test_buffered(&mut self.stream)
+        };
+        healthy.then_some(self.stream)
+    }
+
+    /// The stream as it is, without any check.
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+}
+
+/// How often the sweeper looks at every pooled stream.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The pool of a connector.
+pub(crate) type Pool = ConnectionPool<IdleStream>;
+
+/// Runs (at most) one background task per connector that drops pooled
+/// streams which expired or were closed by the upstream while idle, so their
+/// sockets do not linger until the next checkout. The task stops when the
+/// pool is empty or the connector is gone, and is started again by the next
+/// release.
+#[derive(Default)]
+pub(crate) struct Sweeper {
+    running: Arc<AtomicBool>,
+}
+
+impl Sweeper {
+    /// Start the sweeper on `rt` unless it is running already.
+    pub fn ensure(&self, pool: &Arc<Pool>, rt: &tokio::runtime::Handle) {
+        if self.running.load(Ordering::Acquire) || self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let running = Running {
+            flag: self.running.clone(),
+            armed: true,
+        };
+        rt.spawn(sweep(Arc::downgrade(pool), running));
+    }
+}
+
+/// Clears the running flag if the sweeper task is dropped unexpectedly
+/// (e.g. its runtime shuts down), so a later release starts a new one.
+struct Running {
+    flag: Arc<AtomicBool>,
+    armed: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flag.store(false, Ordering::Release);
         }
     }
 }
 
-impl AsyncRead for IdleStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let res = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if res.is_ready() {
-            self.disturbed = true;
+async fn sweep(pool: Weak<Pool>, mut running: Running) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        let dropped = pool.retain(|_, idle| idle.still_idle());
+        if dropped > 0 {
+            debug!("sweeper closed {dropped} idle upstream connections");
         }
-        res
+        if pool.is_empty() {
+            running.flag.store(false, Ordering::SeqCst);
+            // A release racing with the store may have seen the flag still
+            // set and not started a sweeper: keep going in that case.
+            if pool.is_empty() || running.flag.swap(true, Ordering::SeqCst) {
+                running.armed = false;
+                return;
+            }
+        }
     }
 }
 
@@ -221,23 +292,87 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn idle_stream_remembers_activity() {
+    async fn idle_stream_checks_timeout_and_health() {
         let (client, _server) = tokio::io::duplex(64);
-        let untouched = IdleStream::new(Box::new(client));
-        assert!(untouched.into_undisturbed().is_some());
+        let mut fresh = IdleStream::new(Box::new(client), Some(Duration::from_secs(30)));
+        assert!(fresh.still_idle());
+        assert!(fresh.into_reusable().is_some());
 
         let (client, _server) = tokio::io::duplex(64);
-        let mut watched = IdleStream::new(Box::new(client));
-        let mut buf = [0u8; 1];
-        // a read that never completes leaves it undisturbed
-        assert!(watched.read(&mut buf).now_or_never().is_none());
-        assert!(watched.into_undisturbed().is_some());
+        let mut expired = IdleStream::new(Box::new(client), Some(Duration::ZERO));
+        assert!(!expired.still_idle());
+        assert!(expired.into_reusable().is_none());
 
         let (client, mut server) = tokio::io::duplex(64);
-        let mut watched = IdleStream::new(Box::new(client));
+        let mut talked = IdleStream::new(Box::new(client), None);
         server.write_all(b"late").await.expect("write");
-        let n = watched.read(&mut buf).await.expect("read");
-        assert_eq!(n, 1);
-        assert!(watched.into_undisturbed().is_none());
+        assert!(!talked.still_idle());
+
+        let (client, server) = tokio::io::duplex(64);
+        let closed = IdleStream::new(Box::new(client), None);
+        drop(server);
+        assert!(closed.into_reusable().is_none());
+    }
+
+    async fn tcp_pair() -> (Stream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let client: Stream = Box::new(crate::protocols::l4::stream::Stream::from(client));
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn sweeper_closes_expired_and_peer_closed_streams() {
+        let pool = Arc::new(Pool::new(8));
+        let sweeper = Sweeper::default();
+        let rt = tokio::runtime::Handle::current();
+
+        let (expiring, mut expiring_peer) = tcp_pair().await;
+        let (kept, _kept_peer) = tcp_pair().await;
+        let (abandoned, abandoned_peer) = tcp_pair().await;
+        for (stream, timeout) in [
+            (expiring, Some(Duration::from_millis(10))),
+            (kept, None),
+            (abandoned, None),
+        ] {
+            let meta = pingora_pool::ConnectionMeta::new(1, stream.id());
+            pool.put_unwatched(&meta, IdleStream::new(stream, timeout));
+            sweeper.ensure(&pool, &rt);
+        }
+        drop(abandoned_peer);
+        assert_eq!(pool.len(), 3);
+
+        // the expired stream is closed without anybody checking it out
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), expiring_peer.read(&mut buf))
+            .await
+            .expect("sweeper closes the expired stream in time")
+            .expect("read");
+        assert_eq!(n, 0);
+        for _ in 0..100 {
+            if pool.len() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(pool.len(), 1, "only the healthy stream stays pooled");
+        assert!(sweeper.running.load(Ordering::Acquire));
+
+        // once the pool is empty the sweeper stops, and restarts on demand
+        let taken = pool.get(&1).expect("healthy stream");
+        assert!(taken.into_reusable().is_some());
+        for _ in 0..150 {
+            if !sweeper.running.load(Ordering::Acquire) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!sweeper.running.load(Ordering::Acquire));
+        sweeper.ensure(&pool, &rt);
+        assert!(sweeper.running.load(Ordering::Acquire));
     }
 }

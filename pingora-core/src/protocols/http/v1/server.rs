@@ -23,11 +23,32 @@ use log::debug;
 use pingora_error::{Error, ErrorType::*, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-/// Size of the in-future buffer the first bytes of a request are read into.
+/// Size of the stack buffer the first bytes of a request are read into.
 const FIRST_READ_SIZE: usize = 2048;
+
+/// One poll of the first read of a session: the bytes land in a buffer on the
+/// stack and are copied into `buf`, which is allocated at their size. A
+/// pending read fills nothing (the `AsyncRead` contract), so nothing is lost.
+fn read_first(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<std::io::Result<usize>> {
+    let mut landing = [0u8; FIRST_READ_SIZE];
+    let mut read_buf = tokio::io::ReadBuf::new(&mut landing);
+    match std::pin::Pin::new(stream).poll_read(cx, &mut read_buf) {
+        std::task::Poll::Ready(Ok(())) => {
+            let filled = read_buf.filled();
+            buf.extend_from_slice(filled);
+            std::task::Poll::Ready(Ok(filled.len()))
+        }
+        std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+        std::task::Poll::Pending => std::task::Poll::Pending,
+    }
+}
 
 /// The HTTP/1.x server side of one request/response exchange.
 pub struct HttpSession {
@@ -109,9 +130,10 @@ impl HttpSession {
         };
         let mut deadline: Option<Instant> = None;
         loop {
-            // The first read of a fresh session goes to a buffer inside this
-            // future and is then copied to a heap buffer of just its size: an
-            // idle keep-alive connection then holds no 4 KiB read buffer.
+            // The first read of a fresh session lands in a buffer on the stack
+            // of the `poll` call (not in this future) and is copied to a heap
+            // buffer of just its size: an idle keep-alive connection, waiting
+            // for its next request, holds neither a read buffer nor its space.
             let first = self.buf.capacity() == 0;
             if !first && self.buf.capacity() - self.buf.len() < 1024 {
                 let grow = self.buf.len().max(INIT_HEADER_BUF_SIZE);
@@ -120,10 +142,7 @@ impl HttpSession {
             let (stream, buf) = (&mut self.underlying_stream, &mut self.buf);
             let read = async move {
                 if first {
-                    let mut landing = [0u8; FIRST_READ_SIZE];
-                    let n = stream.read(&mut landing).await?;
-                    buf.extend_from_slice(&landing[..n]);
-                    Ok(n)
+                    std::future::poll_fn(|cx| read_first(stream, buf, cx)).await
                 } else {
                     stream.read_buf(buf).await
                 }
@@ -133,7 +152,9 @@ impl HttpSession {
                     Ok(r) => r,
                     Err(_) => {
                         self.keepalive = KeepaliveStatus::Off;
-                        self.reject(408).await;
+                        // rejections are boxed: rare, they would otherwise enlarge
+                        // the state an idle connection waits in
+                        Box::pin(self.reject(408)).await;
                         return Error::e_explain(ReadTimedout, "reading request header")
                             .map_err(|e| e.into_down());
                     }
@@ -176,14 +197,14 @@ impl HttpSession {
                 Ok(Some((req, raw))) => {
                     let len = raw.len();
                     if let Err(e) = self.accept_request(req, raw) {
-                        self.reject(error_status(&e)).await;
+                        Box::pin(self.reject(error_status(&e))).await;
                         return Err(e.into_down());
                     }
                     return Ok(Some(len));
                 }
                 Err(e) => {
                     debug!("bad request head: {e}");
-                    self.reject(error_status(&e)).await;
+                    Box::pin(self.reject(error_status(&e))).await;
                     return Err(e.into_down());
                 }
             }
