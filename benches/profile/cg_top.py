@@ -7,52 +7,22 @@ Prints the top N functions (default 40) by self cost, then by inclusive cost; wi
 (e.g. the request count) also per request. Written because callgrind_annotate 3.19 folds
 everything into `clone` for dumps taken with callgrind_control after zeroing.
 """
-import re
+import os
 import sys
 from collections import defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cgparse import costs  # noqa: E402
 
 path = sys.argv[1]
 top = int(sys.argv[2]) if len(sys.argv) > 2 else 40
 div = float(sys.argv[3]) if len(sys.argv) > 3 else 1.0
-names = {}
 selfc = defaultdict(int)
 incl = defaultdict(int)
-cur = None
-in_call = False
-call_target = None
-ref = re.compile(r"^\((\d+)\)(?: (.*))?$")
-
-
-def name_of(s):
-    m = ref.match(s)
-    if not m:
-        return s
-    i, n = m.group(1), m.group(2)
-    if n:
-        names[i] = n
-    return names.get(i, "?" + i)
-
-
-with open(path, errors="replace") as f:
-    for line in f:
-        line = line.rstrip("\n")
-        if line.startswith("fn="):
-            cur = name_of(line[3:])
-        elif line.startswith("cfn="):
-            call_target = name_of(line[4:])
-        elif line.startswith("calls="):
-            in_call = True
-        elif line and (line[0].isdigit() or line[0] in "+-*"):
-            parts = line.split()
-            if len(parts) < 2:
-                continue
-            cost = int(parts[1])
-            if in_call:
-                incl[cur] += cost
-                in_call = False
-            else:
-                selfc[cur] += cost
-                incl[cur] += cost
+for fn, callee, cost in costs(path):
+    incl[fn] += cost
+    if callee is None:
+        selfc[fn] += cost
 
 total = sum(selfc.values())
 print(f"total Ir {total:,} ({total / div:,.0f} per unit)")
