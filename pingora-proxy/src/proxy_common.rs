@@ -182,17 +182,20 @@ pub(crate) fn prepare_upstream_request(req: &mut RequestHeader) {
     req.set_version(Version::HTTP_11);
 }
 
-/// The (non-empty) trailers of an HTTP/2 client's request, once its body was read to the end.
+/// The (non-empty) trailers of the client's request (HTTP/2, or a chunked HTTP/1.1 body), once
+/// its body was read to the end.
 pub(crate) fn request_trailers(session: &crate::Session) -> Option<&http::HeaderMap> {
-    session
-        .downstream_session
-        .as_http2()
-        .and_then(|s| s.request_trailers())
-        .filter(|t| !t.is_empty())
+    let downstream = &session.downstream_session;
+    match downstream.as_http2() {
+        Some(h2) => h2.request_trailers(),
+        // an HTTP/1.1 client sends them after the last chunk of a chunked body
+        None => downstream.as_http1().and_then(|h1| h1.request_trailers()),
+    }
+    .filter(|t| !t.is_empty())
 }
 
 /// The tasks that take a piece of request body (`end`: the body is over) to the upstream: the
-/// piece, then, when the body of an HTTP/2 client's request ended with trailers, the trailers
+/// piece, then, when the body of the client's request ended with trailers, the trailers
 /// (they end the body instead of the piece). On a retry the trailers are still there: the
 /// session keeps them once read, so they follow the replayed body again.
 pub(crate) fn request_body_tasks(

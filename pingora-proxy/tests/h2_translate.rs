@@ -1,7 +1,8 @@
 //! What crosses the proxy between HTTP/2 and HTTP/1.1 besides heads and bodies: request
-//! trailers of an HTTP/2 client towards an HTTP/1.1 upstream (also on a retry), and interim
-//! `103 Early Hints` heads from either kind of upstream. Peers: the python `h2` client and
-//! origin, and a raw-socket python HTTP/1.1 origin that reports the trailers it got.
+//! trailers of an HTTP/2 client towards an HTTP/1.1 upstream (also on a retry) and of a
+//! chunked HTTP/1.1 request, and interim `103 Early Hints` heads from either kind of upstream.
+//! Peers: the python `h2` client and origin, and a raw-socket python HTTP/1.1 origin that
+//! reports the trailers it got.
 
 #[path = "h2/harness.rs"]
 mod harness;
@@ -184,4 +185,36 @@ async fn early_hints_from_h2_upstream_reach_h2_and_h1_clients() {
     assert!(hints < fin, "{t}");
     assert!(t[hints..fin].contains("link: </a.css>; rel=preload"), "{t}");
     assert!(t.contains("conn="), "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_chunked_request_trailers_reach_the_upstream() {
+    let (_origin, origin) = python_server("h1_origin.py", &[]);
+    let proxy = serve(h2c_proxy(ToPeer(h1_peer(origin)))).await;
+    let mut client = tokio::net::TcpStream::connect(proxy)
+        .await
+        .expect("connect");
+    client
+        .write_all(
+            b"POST /trailers HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\
+              Connection: close\r\n\r\n\
+              5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\nX-Req-Trailer: yes\r\n\r\n",
+        )
+        .await
+        .expect("send");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    // the body was re-chunked towards the origin and ended with the client's trailers
+    assert!(answer.contains("x-seen-te: chunked\r\n"), "{answer}");
+    assert!(answer.contains("x-seen-trailer-x-sum: 42\r\n"), "{answer}");
+    assert!(
+        answer.contains("x-seen-trailer-x-req-trailer: yes\r\n"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\r\n\r\n11"), "{answer}");
 }

@@ -368,6 +368,12 @@ impl HttpSession {
         self.body_reader.need_init() || self.body_reader.body_done()
     }
 
+    /// The trailer fields that ended a chunked request body, once the body
+    /// was read to its end.
+    pub fn request_trailers(&self) -> Option<&http::HeaderMap> {
+        self.body_reader.trailers()
+    }
+
     /// Whether the request has no body at all (known right after the head).
     pub fn is_body_empty(&mut self) -> bool {
         self.body_reader.need_init() || self.body_reader.body_empty()

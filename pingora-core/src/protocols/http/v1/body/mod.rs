@@ -117,6 +117,12 @@ impl BodyReader {
     }
 
     /// The trailers that followed a chunked body, once it is complete.
+    pub fn trailers(&self) -> Option<&HeaderMap> {
+        self.trailers.as_deref()
+    }
+
+    /// The trailers that followed a chunked body, once it is complete, taken
+    /// out of the reader.
     pub fn take_trailers(&mut self) -> Option<Box<HeaderMap>> {
         self.trailers.take()
     }
