@@ -2,11 +2,11 @@
 //! and a helper that serves a `ProxyHttp` on a loopback listener.
 #![allow(dead_code)]
 
+mod serve;
 pub mod test_proxy;
 
-use pingora_core::apps::ServerApp;
-use pingora_core::protocols::l4::stream::Stream as L4Stream;
-use pingora_core::protocols::Stream;
+pub use serve::serve_app;
+
 use pingora_core::server::configuration::ServerConf;
 use pingora_proxy::{http_proxy, ProxyHttp};
 use std::net::SocketAddr;
@@ -302,28 +302,7 @@ where
     let conf = Arc::new(conf);
     let mut proxy = http_proxy(&conf, sv);
     proxy.server_options = options;
-    let app = Arc::new(proxy);
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-    let addr = listener.local_addr().expect("proxy addr");
-    tokio::spawn(async move {
-        // Never flips: the test runtime ends the tasks.
-        let (_tx, rx) = tokio::sync::watch::channel(false);
-        let _keep = _tx;
-        loop {
-            let Ok((sock, _)) = listener.accept().await else {
-                return;
-            };
-            let app = app.clone();
-            let rx = rx.clone();
-            tokio::spawn(async move {
-                let mut stream: Stream = Box::new(L4Stream::from(sock));
-                while let Some(next) = app.process_new(stream, &rx).await {
-                    stream = next;
-                }
-            });
-        }
-    });
-    addr
+    serve_app(Arc::new(proxy)).await
 }
 
 /// A keep-alive HTTP/1 client connection.

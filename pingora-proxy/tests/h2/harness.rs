@@ -2,51 +2,32 @@
 //! port, a proxy to a fixed peer, accept loops, and child processes killed on drop.
 #![allow(dead_code)]
 
+#[path = "../common/serve.rs"]
+mod serve;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
 use pingora_core::protocols::http::ServerSession;
-use pingora_core::protocols::l4::stream::Stream as L4Stream;
-use pingora_core::protocols::Stream;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::{http_proxy, HttpProxy, ProxyHttp, Session};
+use serve::serve_app;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
 
 /// Upper bound for a single test step.
 pub const STEP: Duration = Duration::from_secs(60);
 
 /// Serve `app` on a fresh loopback port (every connection through `process_new`).
 pub async fn serve<A: ServerApp + Send + Sync + 'static>(app: Arc<A>) -> SocketAddr {
-    let _ = env_logger::builder().is_test(true).try_init();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let _keep = tx;
-        loop {
-            let Ok((sock, _)) = listener.accept().await else {
-                return;
-            };
-            let app = app.clone();
-            let rx = rx.clone();
-            tokio::spawn(async move {
-                let mut stream: Stream = Box::new(L4Stream::from(sock));
-                while let Some(next) = app.process_new(stream, &rx).await {
-                    stream = next;
-                }
-            });
-        }
-    });
-    addr
+    serve_app(app).await
 }
 
 /// An origin for the tests, HTTP/1.1 and h2c (prior knowledge) on the same port:
