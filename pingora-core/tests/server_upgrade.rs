@@ -253,9 +253,12 @@ fn upgrade_closes_sockets_the_new_configuration_dropped() {
     wait_until("the dropped unix socket to refuse", || {
         UnixStream::connect(&s.uds).is_err()
     });
+    // the socket is closed before its warning is written: wait for both
+    wait_until("the close to be logged", || {
+        s.log("drop-new.log").contains("closing the socket of")
+    });
     let log = s.log("drop-new.log");
     assert!(log.contains("received 2 listening socket(s)"), "{log}");
-    assert!(log.contains("closing the socket of"), "{log}");
     new.signal(Signal::SIGINT);
     assert!(new.wait(WAIT).success());
 }
