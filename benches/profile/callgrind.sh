@@ -38,7 +38,7 @@ wait_port() {
 if [ -z "${NO_BUILD:-}" ]; then
     (cd "$ROOT" && cargo build --release -q -p pingora-examples --example load_balancer)
 fi
-BIN="$ROOT/target/release/examples/load_balancer"
+BIN="${BIN:-$ROOT/target/release/examples/load_balancer}"
 
 ORIGIN_PORT="$(free_port)"; PROXY_PORT="$(free_port)"
 mkdir -p "$WORK/www" "$WORK/tmp"
@@ -51,7 +51,7 @@ wait_port "$ORIGIN_PORT"
 
 UPSTREAMS="127.0.0.1:$ORIGIN_PORT" LISTEN="127.0.0.1:$PROXY_PORT" UPSTREAM_HOST=localhost \
     valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
-    "$BIN" -c "$HERE/../load/conf.yaml" >"$WORK/proxy.log" 2>&1 &
+    "$BIN" -c "${CONF:-$HERE/../load/conf.yaml}" >"$WORK/proxy.log" 2>&1 &
 VG=$!
 PIDS+=("$VG")
 wait_port "$PROXY_PORT"
