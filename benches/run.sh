@@ -4,6 +4,7 @@
 #   benches/run.sh                              # full suite: 3 rounds x 10 s per proxy/workload
 #   DURATION=5 ROUNDS=1 IDLE_CONNS=2000 benches/run.sh   # a quick look
 #   WORKLOADS=small,large PROXIES=ours,nginx benches/run.sh
+#   REPEAT=3 benches/run.sh                     # 3 consecutive full runs + how often each target held
 #
 # Installs nginx, haproxy, wrk, h2load (nghttp2-client), curl and taskset with apt-get when
 # missing (as root), builds the example in release mode, then runs benches/load/suite.py,
@@ -36,4 +37,23 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 echo "building the load_balancer example (release)..." >&2
 (cd "$ROOT" && cargo build --release -q -p pingora-examples --example load_balancer)
-exec python3 "$HERE/load/suite.py"
+REPEAT="${REPEAT:-1}"
+if [ "$REPEAT" -le 1 ]; then
+    exec python3 "$HERE/load/suite.py"
+fi
+# consecutive full runs, each with its own JSON, then how often each target held
+outs=()
+for i in $(seq 1 "$REPEAT"); do
+    echo "== run $i of $REPEAT" >&2
+    out="$ROOT/benches/results/run-$i.json"
+    OUT="$out" python3 "$HERE/load/suite.py"
+    outs+=("$out")
+done
+python3 - "${outs[@]}" <<'PY'
+import json, sys
+runs = [json.load(open(p)) for p in sys.argv[1:]]
+print(f"\ntargets met over {len(runs)} consecutive runs:")
+for i, t in enumerate(runs[0]["targets"]):
+    met = sum(1 for r in runs if i < len(r["targets"]) and r["targets"][i]["met"])
+    print(f"  {met}/{len(runs)}  {t['target']}")
+PY

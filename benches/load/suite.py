@@ -85,10 +85,11 @@ def render(src, dst, values):
 
 
 def cpu_us(pid):
+    """(user, system) CPU time of the process, all threads, in microseconds."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # fields[0] is the state (3rd field of the file); utime/stime are the 14th/15th
-    return (int(fields[11]) + int(fields[12])) * 1e6 / TICK
+    return int(fields[11]) * 1e6 / TICK, int(fields[12]) * 1e6 / TICK
 
 
 def status_kb(pid, key):
@@ -319,7 +320,11 @@ def measure(px, workload, ports):
                        text=True, check=False)
     after = cpu_us(px.pid)
     res = parse_h2load(p.stdout) if workload == "h2" else parse_wrk(p.stdout)
-    res["cpu_us_per_req"] = (after - before) / res["requests"] if res["requests"] else None
+    n = res["requests"]
+    user, system = after[0] - before[0], after[1] - before[1]
+    res["cpu_us_per_req"] = (user + system) / n if n else None
+    res["user_us_per_req"] = user / n if n else None
+    res["sys_us_per_req"] = system / n if n else None
     res["peak_rss_mib"] = status_kb(px.pid, "VmHWM") / 1024
     if counters is not None:
         reused, new = reuse_counters(ports["STATS"])
@@ -404,7 +409,7 @@ def run(work, proxies, ports):
                 if isinstance(by_proxy["ours"].get(k), (int, float))
                 and isinstance(by_proxy[other].get(k), (int, float)) and by_proxy[other][k]
                 and k in ("rps", "p50_ms", "p99_ms", "mean_ms", "cpu_us_per_req",
-                          "peak_rss_mib", "bytes_per_conn")
+                          "user_us_per_req", "sys_us_per_req", "peak_rss_mib", "bytes_per_conn")
             }
     reuse = None
     if "small" in runs and "ours" in runs["small"]:
@@ -413,6 +418,7 @@ def run(work, proxies, ports):
         reuse = {"reused": reused, "new": new,
                  "share": reused / (reused + new) if reused + new else None}
     report = {
+        "targets": check_targets(medians),
         "machine": machine(),
         "config": {"duration_s": DURATION, "rounds": ROUNDS, "warmup_s": WARMUP, "conns": CONNS,
                    "idle_conns": IDLE_CONNS, "layout": "proxy on core 0; origin + load "
@@ -430,6 +436,34 @@ def run(work, proxies, ports):
     print_table(report)
     print(f"\nJSON: {OUT}")
     return 0
+
+
+def check_targets(medians):
+    """Issue 6's targets, each as (description, met) from the medians of this run."""
+    def get(w, proxy, key):
+        return medians.get(w, {}).get(proxy, {}).get(key)
+
+    checks = []
+
+    def check(desc, w, key, others, ok):
+        ours = get(w, "ours", key)
+        vals = [get(w, o, key) for o in others]
+        if ours is None or any(v is None for v in vals):
+            return
+        checks.append({"target": desc, "met": all(ok(ours, v) for v in vals)})
+
+    for w in ("small", "h2"):
+        check(f"{w}: CPU/request below nginx and haproxy", w, "cpu_us_per_req",
+              ["nginx", "haproxy"], lambda a, b: a < b)
+        check(f"{w}: req/s above nginx and haproxy", w, "rps", ["nginx", "haproxy"],
+              lambda a, b: a > b)
+    check("small: p99 at most nginx's", "small", "p99_ms", ["nginx"], lambda a, b: a <= b)
+    check("large: CPU/request at most 1.1x nginx's", "large", "cpu_us_per_req", ["nginx"],
+          lambda a, b: a <= 1.1 * b)
+    check("large: p99 at most nginx's", "large", "p99_ms", ["nginx"], lambda a, b: a <= b)
+    check("idle: memory per connection at most nginx's", "idle", "bytes_per_conn", ["nginx"],
+          lambda a, b: a <= b)
+    return checks
 
 
 def fmt(v, spec):
@@ -455,14 +489,16 @@ def print_table(report):
         lat = "mean ms" if w == "h2" else "p50 ms"
         lat_key = "mean_ms" if w == "h2" else "p50_ms"
         print(f"{'proxy':14} {'req/s':>10} {lat:>8} {'p99 ms':>8} {'CPU us/req':>11} "
-              f"{'peak RSS MiB':>13} {'errors':>7}")
+              f"{'user':>6} {'sys':>6} {'peak RSS MiB':>13} {'errors':>7}")
         for name, r in by_proxy.items():
             print(f"{name:14} {fmt(r['rps'], '10.0f')} {fmt(r[lat_key], '8.3f')} "
                   f"{fmt(r['p99_ms'], '8.3f')} {fmt(r['cpu_us_per_req'], '11.2f')} "
+                  f"{fmt(r.get('user_us_per_req'), '6.2f')} {fmt(r.get('sys_us_per_req'), '6.2f')} "
                   f"{fmt(r['peak_rss_mib'], '13.1f')} {fmt(r['errors'] + r['non2xx'], '7.0f')}")
         for label, rt in report["ratios"].get(w, {}).items():
             print(f"{label:14} {fmt(rt.get('rps'), '10.2f')} {fmt(rt.get(lat_key), '8.2f')} "
                   f"{fmt(rt.get('p99_ms'), '8.2f')} {fmt(rt.get('cpu_us_per_req'), '11.2f')} "
+                  f"{fmt(rt.get('user_us_per_req'), '6.2f')} {fmt(rt.get('sys_us_per_req'), '6.2f')} "
                   f"{fmt(rt.get('peak_rss_mib'), '13.2f')}")
         print()
     reuse = report["upstream_reuse_small_get"]
@@ -472,6 +508,10 @@ def print_table(report):
               f"share {share}")
     for note in report["notes"]:
         print(f"note: {note}")
+    if report["targets"]:
+        print("\ntargets (issue 6):")
+        for t in report["targets"]:
+            print(f"  {'met    ' if t['met'] else 'NOT MET'}  {t['target']}")
 
 
 if __name__ == "__main__":
