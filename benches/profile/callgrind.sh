@@ -4,6 +4,7 @@
 #   benches/profile/callgrind.sh                  # 1 KiB GET, keep-alive, 50 connections
 #   BODY=65536 REQS=2000 benches/profile/callgrind.sh
 #   OUT=/tmp/cg.out benches/profile/callgrind.sh  # keep the profile for callgrind_annotate
+#   PROXY=nginx benches/profile/callgrind.sh      # the same figure for nginx as the proxy
 #
 # Starts an nginx origin and the release load_balancer example under valgrind, warms up,
 # zeroes the counters, sends exactly REQS requests with h2load (HTTP/1.1, CONNS connections)
@@ -49,9 +50,17 @@ nginx -e "$WORK/origin.error.log" -p "$WORK" -c "$WORK/origin.conf" &
 PIDS+=($!)
 wait_port "$ORIGIN_PORT"
 
-UPSTREAMS="127.0.0.1:$ORIGIN_PORT" LISTEN="127.0.0.1:$PROXY_PORT" UPSTREAM_HOST=localhost \
+if [ "${PROXY:-ours}" = nginx ]; then
+    # the same measurement of the reference proxy (its one-process configuration of the suite)
+    sed -e "s#@DIR@#$WORK#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" -e "s#@NGINX_PORT@#$PROXY_PORT#g" \
+        -e "s#@NGINX_H2_PORT@#$(free_port)#g" "$HERE/../load/proxy.nginx.conf.in" >"$WORK/proxy.conf"
     valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
-    "$BIN" -c "${CONF:-$HERE/../load/conf.yaml}" >"$WORK/proxy.log" 2>&1 &
+        nginx -e "$WORK/proxy.error.log" -p "$WORK" -c "$WORK/proxy.conf" >"$WORK/proxy.log" 2>&1 &
+else
+    UPSTREAMS="127.0.0.1:$ORIGIN_PORT" LISTEN="127.0.0.1:$PROXY_PORT" UPSTREAM_HOST=localhost \
+        valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+        "$BIN" -c "${CONF:-$HERE/../load/conf.yaml}" >"$WORK/proxy.log" 2>&1 &
+fi
 VG=$!
 PIDS+=("$VG")
 wait_port "$PROXY_PORT"
