@@ -35,6 +35,13 @@ impl AsRef<[u8]> for CaseHeaderName {
     }
 }
 
+pub(crate) mod sealed {
+    /// Proof of a call from inside this crate (see
+    /// [`IntoCaseHeaderName::into_case_and_header_name`](super::IntoCaseHeaderName)).
+    #[derive(Debug)]
+    pub struct Internal(pub(crate) ());
+}
+
 /// Conversion into a [`CaseHeaderName`], accepted by the header mutation methods.
 ///
 /// Implemented for `&'static str`, [`String`], [`Bytes`], [`HeaderName`], `&HeaderName` and
@@ -46,60 +53,77 @@ pub trait IntoCaseHeaderName {
 
     /// Produce both the spelling and the normalized name, failing on an invalid name.
     ///
-    /// The default parses the spelling; implementors that already hold a [`HeaderName`]
-    /// override it to skip that work.
+    /// The default parses the spelling; the implementations for [`HeaderName`] override it to
+    /// skip that work. The argument cannot be named outside this crate, so no other override
+    /// exists: the two halves always name the same header, which the header types rely on.
     #[doc(hidden)]
-    fn into_case_and_header_name(self) -> Result<(CaseHeaderName, HeaderName)>
+    #[inline]
+    fn into_case_and_header_name(self, _: sealed::Internal) -> Result<(CaseHeaderName, HeaderName)>
     where
         Self: Sized,
     {
         let case = self.into_case_header_name();
-        let name = HeaderName::from_bytes(case.as_slice())
-            .or_err(InvalidHTTPHeader, "invalid header name")?;
+        let name = match crate::standard_name::standard_header_name(case.as_slice()) {
+            Some(name) => name,
+            None => HeaderName::from_bytes(case.as_slice())
+                .or_err(InvalidHTTPHeader, "invalid header name")?,
+        };
         Ok((case, name))
     }
 }
 
 impl IntoCaseHeaderName for CaseHeaderName {
+    #[inline]
     fn into_case_header_name(self) -> CaseHeaderName {
         self
     }
 }
 
 impl IntoCaseHeaderName for String {
+    #[inline]
     fn into_case_header_name(self) -> CaseHeaderName {
         CaseHeaderName(Bytes::from(self))
     }
 }
 
 impl IntoCaseHeaderName for &'static str {
+    #[inline]
     fn into_case_header_name(self) -> CaseHeaderName {
         CaseHeaderName(Bytes::from_static(self.as_bytes()))
     }
 }
 
 impl IntoCaseHeaderName for Bytes {
+    #[inline]
     fn into_case_header_name(self) -> CaseHeaderName {
         CaseHeaderName(self)
     }
 }
 
 impl IntoCaseHeaderName for HeaderName {
+    #[inline]
     fn into_case_header_name(self) -> CaseHeaderName {
         CaseHeaderName(titled_header_name(&self))
     }
 
-    fn into_case_and_header_name(self) -> Result<(CaseHeaderName, HeaderName)> {
+    fn into_case_and_header_name(
+        self,
+        _: sealed::Internal,
+    ) -> Result<(CaseHeaderName, HeaderName)> {
         Ok((CaseHeaderName(titled_header_name(&self)), self))
     }
 }
 
 impl IntoCaseHeaderName for &HeaderName {
+    #[inline]
     fn into_case_header_name(self) -> CaseHeaderName {
         CaseHeaderName(titled_header_name(self))
     }
 
-    fn into_case_and_header_name(self) -> Result<(CaseHeaderName, HeaderName)> {
+    fn into_case_and_header_name(
+        self,
+        _: sealed::Internal,
+    ) -> Result<(CaseHeaderName, HeaderName)> {
         Ok((CaseHeaderName(titled_header_name(self)), self.clone()))
     }
 }
@@ -115,76 +139,51 @@ fn titled_header_name(name: &HeaderName) -> Bytes {
 
 /// The conventional title-case spelling of a well-known header, if `name` is one.
 pub(crate) fn titled_header_name_str(name: &HeaderName) -> Option<&'static str> {
-    // Names are lower case here; the match compiles to a length switch plus short compares.
-    Some(match name.as_str() {
-        "accept" => "Accept",
-        "accept-charset" => "Accept-Charset",
-        "accept-encoding" => "Accept-Encoding",
-        "accept-language" => "Accept-Language",
-        "accept-ranges" => "Accept-Ranges",
-        "access-control-allow-credentials" => "Access-Control-Allow-Credentials",
-        "access-control-allow-headers" => "Access-Control-Allow-Headers",
-        "access-control-allow-methods" => "Access-Control-Allow-Methods",
-        "access-control-allow-origin" => "Access-Control-Allow-Origin",
-        "access-control-expose-headers" => "Access-Control-Expose-Headers",
-        "access-control-max-age" => "Access-Control-Max-Age",
-        "age" => "Age",
-        "allow" => "Allow",
-        "alt-svc" => "Alt-Svc",
-        "authorization" => "Authorization",
-        "cache-control" => "Cache-Control",
-        "connection" => "Connection",
-        "content-disposition" => "Content-Disposition",
-        "content-encoding" => "Content-Encoding",
-        "content-language" => "Content-Language",
-        "content-length" => "Content-Length",
-        "content-location" => "Content-Location",
-        "content-range" => "Content-Range",
-        "content-security-policy" => "Content-Security-Policy",
-        "content-type" => "Content-Type",
-        "cookie" => "Cookie",
-        "date" => "Date",
-        "etag" => "ETag",
-        "expect" => "Expect",
-        "expires" => "Expires",
-        "forwarded" => "Forwarded",
-        "from" => "From",
-        "host" => "Host",
-        "if-match" => "If-Match",
-        "if-modified-since" => "If-Modified-Since",
-        "if-none-match" => "If-None-Match",
-        "if-range" => "If-Range",
-        "if-unmodified-since" => "If-Unmodified-Since",
-        "keep-alive" => "Keep-Alive",
-        "last-modified" => "Last-Modified",
-        "link" => "Link",
-        "location" => "Location",
-        "origin" => "Origin",
-        "pragma" => "Pragma",
-        "proxy-authenticate" => "Proxy-Authenticate",
-        "proxy-authorization" => "Proxy-Authorization",
-        "proxy-connection" => "Proxy-Connection",
-        "range" => "Range",
-        "referer" => "Referer",
-        "retry-after" => "Retry-After",
-        "server" => "Server",
-        "set-cookie" => "Set-Cookie",
-        "strict-transport-security" => "Strict-Transport-Security",
-        "te" => "TE",
-        "trailer" => "Trailer",
-        "transfer-encoding" => "Transfer-Encoding",
-        "upgrade" => "Upgrade",
-        "user-agent" => "User-Agent",
-        "vary" => "Vary",
-        "via" => "Via",
-        "www-authenticate" => "WWW-Authenticate",
-        "x-forwarded-for" => "X-Forwarded-For",
-        "x-forwarded-host" => "X-Forwarded-Host",
-        "x-forwarded-proto" => "X-Forwarded-Proto",
-        "x-real-ip" => "X-Real-IP",
-        "x-request-id" => "X-Request-ID",
-        _ => return None,
-    })
+    // Names are lower case here. The length picks a few candidates, each compared as a
+    // fixed-size array (a word compare or two).
+    let lower = name.as_str().as_bytes();
+    macro_rules! by_length {
+        ($($len:literal => [$($lit:literal => $titled:literal),+],)+) => {
+            match lower.len() {
+                $($len => {
+                    // the length was just matched, so the conversion cannot fail
+                    let lower: &[u8; $len] = lower.try_into().ok()?;
+                    $(if lower == $lit {
+                        return Some($titled);
+                    })+
+                    None
+                })+
+                _ => None,
+            }
+        };
+    }
+    by_length! {
+        2 => [b"te" => "TE"],
+        3 => [b"via" => "Via", b"age" => "Age"],
+        4 => [b"host" => "Host", b"date" => "Date", b"etag" => "ETag", b"vary" => "Vary", b"from" => "From", b"link" => "Link"],
+        5 => [b"allow" => "Allow", b"range" => "Range"],
+        6 => [b"accept" => "Accept", b"server" => "Server", b"cookie" => "Cookie", b"expect" => "Expect", b"origin" => "Origin", b"pragma" => "Pragma"],
+        7 => [b"expires" => "Expires", b"referer" => "Referer", b"upgrade" => "Upgrade", b"alt-svc" => "Alt-Svc", b"trailer" => "Trailer"],
+        8 => [b"location" => "Location", b"if-match" => "If-Match", b"if-range" => "If-Range"],
+        9 => [b"forwarded" => "Forwarded", b"x-real-ip" => "X-Real-IP"],
+        10 => [b"user-agent" => "User-Agent", b"connection" => "Connection", b"set-cookie" => "Set-Cookie", b"keep-alive" => "Keep-Alive"],
+        11 => [b"retry-after" => "Retry-After"],
+        12 => [b"content-type" => "Content-Type", b"x-request-id" => "X-Request-ID"],
+        13 => [b"cache-control" => "Cache-Control", b"last-modified" => "Last-Modified", b"accept-ranges" => "Accept-Ranges", b"authorization" => "Authorization", b"content-range" => "Content-Range", b"if-none-match" => "If-None-Match"],
+        14 => [b"content-length" => "Content-Length", b"accept-charset" => "Accept-Charset"],
+        15 => [b"accept-encoding" => "Accept-Encoding", b"accept-language" => "Accept-Language", b"x-forwarded-for" => "X-Forwarded-For"],
+        16 => [b"content-encoding" => "Content-Encoding", b"content-language" => "Content-Language", b"content-location" => "Content-Location", b"proxy-connection" => "Proxy-Connection", b"www-authenticate" => "WWW-Authenticate", b"x-forwarded-host" => "X-Forwarded-Host"],
+        17 => [b"transfer-encoding" => "Transfer-Encoding", b"if-modified-since" => "If-Modified-Since", b"x-forwarded-proto" => "X-Forwarded-Proto"],
+        18 => [b"proxy-authenticate" => "Proxy-Authenticate"],
+        19 => [b"content-disposition" => "Content-Disposition", b"if-unmodified-since" => "If-Unmodified-Since", b"proxy-authorization" => "Proxy-Authorization"],
+        22 => [b"access-control-max-age" => "Access-Control-Max-Age"],
+        23 => [b"content-security-policy" => "Content-Security-Policy"],
+        25 => [b"strict-transport-security" => "Strict-Transport-Security"],
+        27 => [b"access-control-allow-origin" => "Access-Control-Allow-Origin"],
+        28 => [b"access-control-allow-headers" => "Access-Control-Allow-Headers", b"access-control-allow-methods" => "Access-Control-Allow-Methods"],
+        29 => [b"access-control-expose-headers" => "Access-Control-Expose-Headers"],
+        32 => [b"access-control-allow-credentials" => "Access-Control-Allow-Credentials"],
+    }
 }
 
 #[cfg(test)]
@@ -218,10 +217,108 @@ mod tests {
 
     #[test]
     fn invalid_name_is_an_error() {
-        assert!("bad name".into_case_and_header_name().is_err());
-        assert!("".into_case_and_header_name().is_err());
-        let (case, name) = "X-Ok".into_case_and_header_name().unwrap();
+        assert!("bad name"
+            .into_case_and_header_name(sealed::Internal(()))
+            .is_err());
+        assert!("".into_case_and_header_name(sealed::Internal(())).is_err());
+        let (case, name) = "X-Ok"
+            .into_case_and_header_name(sealed::Internal(()))
+            .unwrap();
         assert_eq!(case.as_slice(), b"X-Ok");
         assert_eq!(name.as_str(), "x-ok");
+    }
+
+    #[test]
+    fn titled_table() {
+        let pairs = [
+            ("accept", "Accept"),
+            ("accept-charset", "Accept-Charset"),
+            ("accept-encoding", "Accept-Encoding"),
+            ("accept-language", "Accept-Language"),
+            ("accept-ranges", "Accept-Ranges"),
+            (
+                "access-control-allow-credentials",
+                "Access-Control-Allow-Credentials",
+            ),
+            (
+                "access-control-allow-headers",
+                "Access-Control-Allow-Headers",
+            ),
+            (
+                "access-control-allow-methods",
+                "Access-Control-Allow-Methods",
+            ),
+            ("access-control-allow-origin", "Access-Control-Allow-Origin"),
+            (
+                "access-control-expose-headers",
+                "Access-Control-Expose-Headers",
+            ),
+            ("access-control-max-age", "Access-Control-Max-Age"),
+            ("age", "Age"),
+            ("allow", "Allow"),
+            ("alt-svc", "Alt-Svc"),
+            ("authorization", "Authorization"),
+            ("cache-control", "Cache-Control"),
+            ("connection", "Connection"),
+            ("content-disposition", "Content-Disposition"),
+            ("content-encoding", "Content-Encoding"),
+            ("content-language", "Content-Language"),
+            ("content-length", "Content-Length"),
+            ("content-location", "Content-Location"),
+            ("content-range", "Content-Range"),
+            ("content-security-policy", "Content-Security-Policy"),
+            ("content-type", "Content-Type"),
+            ("cookie", "Cookie"),
+            ("date", "Date"),
+            ("etag", "ETag"),
+            ("expect", "Expect"),
+            ("expires", "Expires"),
+            ("forwarded", "Forwarded"),
+            ("from", "From"),
+            ("host", "Host"),
+            ("if-match", "If-Match"),
+            ("if-modified-since", "If-Modified-Since"),
+            ("if-none-match", "If-None-Match"),
+            ("if-range", "If-Range"),
+            ("if-unmodified-since", "If-Unmodified-Since"),
+            ("keep-alive", "Keep-Alive"),
+            ("last-modified", "Last-Modified"),
+            ("link", "Link"),
+            ("location", "Location"),
+            ("origin", "Origin"),
+            ("pragma", "Pragma"),
+            ("proxy-authenticate", "Proxy-Authenticate"),
+            ("proxy-authorization", "Proxy-Authorization"),
+            ("proxy-connection", "Proxy-Connection"),
+            ("range", "Range"),
+            ("referer", "Referer"),
+            ("retry-after", "Retry-After"),
+            ("server", "Server"),
+            ("set-cookie", "Set-Cookie"),
+            ("strict-transport-security", "Strict-Transport-Security"),
+            ("te", "TE"),
+            ("trailer", "Trailer"),
+            ("transfer-encoding", "Transfer-Encoding"),
+            ("upgrade", "Upgrade"),
+            ("user-agent", "User-Agent"),
+            ("vary", "Vary"),
+            ("via", "Via"),
+            ("www-authenticate", "WWW-Authenticate"),
+            ("x-forwarded-for", "X-Forwarded-For"),
+            ("x-forwarded-host", "X-Forwarded-Host"),
+            ("x-forwarded-proto", "X-Forwarded-Proto"),
+            ("x-real-ip", "X-Real-IP"),
+            ("x-request-id", "X-Request-ID"),
+        ];
+        for (lower, titled) in pairs {
+            let name = HeaderName::from_static(lower);
+            assert_eq!(titled_header_name_str(&name), Some(titled));
+        }
+        for other in ["x-custom", "hosts", "hos", "a", "content-lengtx"] {
+            assert_eq!(
+                titled_header_name_str(&HeaderName::from_static(other)),
+                None
+            );
+        }
     }
 }

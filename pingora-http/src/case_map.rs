@@ -1,21 +1,33 @@
-//! The machinery shared by request and response headers: a value map plus an optional map of
-//! original name spellings that is kept in lock-step with it.
+//! The machinery shared by request and response headers: a value map plus an optional list of
+//! original name spellings that is kept aligned with it.
 //!
-//! Both maps are [`HMap`]s that always receive exactly the same sequence of key operations, so
-//! their iteration orders (entries in first-insertion order, each entry's values in append order)
-//! line up one to one. That lets the wire writer zip them without any lookups.
+//! The list holds one spelling per *value*, in the order [`HMap::iter`] yields the values: the
+//! map's entries in their storage order, each entry's values in append order. Every mutation
+//! goes through the functions below, which replay on the list what the map does to its order:
+//!
+//! * a value under a new name becomes a new last entry: its spelling is pushed;
+//! * a value appended under a known name joins the end of that name's group;
+//! * an insert under a known name replaces the group with one value, in place;
+//! * a removal drops the group, and the map moves its last entry into the hole.
+//!
+//! Spellings are matched to groups by comparing them ASCII-case-insensitively with each other:
+//! two spellings name the same header exactly when they are equal that way. No hashing, and no
+//! second map to allocate, fill, clone and drop. Should the two ever disagree in length (which
+//! the rules above exclude), the list is rebuilt from the map with canonical spellings rather
+//! than pairing a spelling with the wrong value.
 
+use crate::case_header_name::sealed::Internal;
 use crate::case_header_name::{titled_header_name_str, CaseHeaderName, IntoCaseHeaderName};
 use crate::{HMap, HeaderNameVariant};
 use bytes::BufMut;
 use http::header::{AsHeaderName, HeaderValue};
 use pingora_error::{Error, ErrorType::InvalidHTTPHeader, OrErr, Result};
 
-/// Original spellings of header names, parallel to the value map.
-pub(crate) type CaseMap = HMap<CaseHeaderName>;
+/// Original spellings of header names, one per value, in the value map's iteration order.
+pub(crate) type CaseMap = Vec<CaseHeaderName>;
 
 /// Headers allowed in one message. Far below the `http` crate's hard limit (which panics in
-/// the infallible APIs), so both maps always have room and can never get out of step.
+/// the infallible APIs).
 pub(crate) const MAX_HEADER_COUNT: usize = 4096;
 
 /// The initial map capacity for a size hint, capped so a hostile hint cannot over-allocate.
@@ -39,6 +51,23 @@ fn check_room(values: &HMap) -> Result<()> {
     Ok(())
 }
 
+/// Whether two spellings name the same header (names are ASCII, compared without case).
+#[inline]
+fn same_name(a: &CaseHeaderName, b: &CaseHeaderName) -> bool {
+    let (a, b) = (a.as_slice(), b.as_slice());
+    // lengths differ for most pairs of names; within a group the spellings are usually equal
+    a.len() == b.len() && (a == b || a.eq_ignore_ascii_case(b))
+}
+
+/// Rebuild the spellings from the value map, canonically spelled. Only reached if the list got
+/// out of step with the map, which the bookkeeping in this module rules out.
+#[cold]
+fn resync(case_map: &mut CaseMap, values: &HMap) {
+    debug_assert!(false, "case map out of step with value map");
+    case_map.clear();
+    case_map.extend(values.iter().map(|(name, _)| name.into_case_header_name()));
+}
+
 /// Add `value` under `name`, keeping any existing values. Returns whether the name was already
 /// present.
 pub(crate) fn append(
@@ -48,15 +77,26 @@ pub(crate) fn append(
     value: HeaderValue,
 ) -> Result<bool> {
     check_room(values)?;
-    let (case, name) = name.into_case_and_header_name()?;
-    if let Some(case_map) = case_map {
-        case_map
-            .try_append(name.clone(), case)
-            .or_err(InvalidHTTPHeader, "too many headers")?;
-    }
-    values
+    let (case, name) = name.into_case_and_header_name(Internal(()))?;
+    let existed = values
         .try_append(name, value)
-        .or_err(InvalidHTTPHeader, "too many headers")
+        .or_err(InvalidHTTPHeader, "too many headers")?;
+    if let Some(case_map) = case_map {
+        if !existed {
+            // a new name is the map's new last entry
+            case_map.push(case);
+        } else {
+            // the value went to the end of its name's group
+            match case_map.iter().rposition(|c| same_name(c, &case)) {
+                Some(last) => case_map.insert(last + 1, case),
+                None => resync(case_map, values),
+            }
+        }
+        if case_map.len() != values.len() {
+            resync(case_map, values);
+        }
+    }
+    Ok(existed)
 }
 
 /// Replace every value under `name` with `value`.
@@ -67,16 +107,58 @@ pub(crate) fn insert(
     value: HeaderValue,
 ) -> Result<()> {
     check_room(values)?;
-    let (case, name) = name.into_case_and_header_name()?;
-    if let Some(case_map) = case_map {
-        case_map
-            .try_insert(name.clone(), case)
-            .or_err(InvalidHTTPHeader, "too many headers")?;
-    }
-    values
+    let (case, name) = name.into_case_and_header_name(Internal(()))?;
+    let replaced = values
         .try_insert(name, value)
         .or_err(InvalidHTTPHeader, "too many headers")?;
+    if let Some(case_map) = case_map {
+        if replaced.is_none() {
+            case_map.push(case);
+        } else {
+            // the group of `old` values shrank to one value, in place
+            let old = (case_map.len() + 1).saturating_sub(values.len());
+            let start = case_map.iter().position(|c| same_name(c, &case));
+            match start {
+                Some(start) if old >= 1 && start + old <= case_map.len() => {
+                    case_map[start] = case;
+                    if old > 1 {
+                        case_map.drain(start + 1..start + old);
+                    }
+                }
+                _ => resync(case_map, values),
+            }
+        }
+        if case_map.len() != values.len() {
+            resync(case_map, values);
+        }
+    }
     Ok(())
+}
+
+/// Where the group whose first value is `first` lies in iteration order, and where the last
+/// group starts: `(start, count, last_start)`.
+///
+/// The start is found by address (one pointer compare per value); group extents come from the
+/// spellings, which are equal without case exactly within a group.
+fn locate(
+    case_map: &CaseMap,
+    values: &HMap,
+    first: *const HeaderValue,
+) -> Option<(usize, usize, usize)> {
+    let start = values.values().position(|v| std::ptr::eq(v, first))?;
+    let head = case_map.get(start)?;
+    let count = 1 + case_map
+        .get(start + 1..)?
+        .iter()
+        .take_while(|c| same_name(c, head))
+        .count();
+    let (last, before) = case_map.split_last()?;
+    let last_len = 1 + before
+        .iter()
+        .rev()
+        .take_while(|c| same_name(c, last))
+        .count();
+    Some((start, count, case_map.len() - last_len))
 }
 
 /// Remove every value under `name`, returning the first one.
@@ -88,11 +170,37 @@ pub(crate) fn remove<'a, N: ?Sized>(
 where
     &'a N: 'a + AsHeaderName,
 {
+    let Some(case_map) = case_map else {
+        return values.remove(name);
+    };
+    // The group is identified by the address of its first value: `name` can be looked up but
+    // not compared with the names the iteration yields.
+    let first: *const HeaderValue = values.get(name)?;
+    let len = values.len();
+    let located = if case_map.len() == len {
+        locate(case_map, values, first)
+    } else {
+        None
+    };
     let removed = values.remove(name);
-    if removed.is_some() {
-        if let Some(case_map) = case_map {
-            case_map.remove(name);
+    match located {
+        Some((start, count, last_start)) => {
+            // The map swap-removes the entry: its last entry (group) takes the freed place,
+            // ahead of the groups that followed the removed one.
+            if count == 1 && last_start + 1 == len {
+                // single values both (the usual case): exactly a swap-remove
+                case_map.swap_remove(start);
+            } else {
+                case_map.drain(start..start + count);
+                if last_start > start {
+                    case_map[start..].rotate_right(len - last_start);
+                }
+            }
+            if case_map.len() != values.len() {
+                resync(case_map, values);
+            }
         }
+        _ => resync(case_map, values),
     }
     removed
 }
@@ -102,13 +210,17 @@ pub(crate) fn case_iter<'a>(
     case_map: Option<&'a CaseMap>,
     values: &'a HMap,
 ) -> impl Iterator<Item = (&'a CaseHeaderName, &'a HeaderValue)> + 'a {
+    // a list out of step (never, see the module notes) would pair spellings with the wrong
+    // values: then nothing is reported, and the writers fall back to canonical spellings
+    let case_map = case_map.filter(|case_map| case_map.len() == values.len());
     case_map.into_iter().flat_map(move |case_map| {
         case_map
             .iter()
             .zip(values.iter())
-            .map(|((name, case), (name2, value))| {
-                // Lock-step maintenance makes this hold by construction.
-                debug_assert_eq!(name, name2, "case map out of step with value map");
+            .map(|(case, (name, value))| {
+                debug_assert!(case
+                    .as_slice()
+                    .eq_ignore_ascii_case(name.as_str().as_bytes()));
                 (case, value)
             })
     })
@@ -120,12 +232,12 @@ where
     F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>,
 {
     match case_map {
-        Some(case_map) => {
+        Some(case_map) if case_map.len() == values.len() => {
             for (case, value) in case_iter(Some(case_map), values) {
                 f(HeaderNameVariant::Case(case), value)?;
             }
         }
-        None => {
+        _ => {
             for (name, value) in values {
                 let titled = titled_header_name_str(name).unwrap_or(name.as_str());
                 f(HeaderNameVariant::Titled(titled), value)?;
@@ -145,12 +257,12 @@ pub(crate) fn write_h1(case_map: Option<&CaseMap>, values: &HMap, buf: &mut impl
         buf.put_slice(b"\r\n");
     }
     match case_map {
-        Some(case_map) => {
+        Some(case_map) if case_map.len() == values.len() => {
             for (case, value) in case_iter(Some(case_map), values) {
                 line(buf, case.as_slice(), value);
             }
         }
-        None => {
+        _ => {
             for (name, value) in values {
                 let titled = titled_header_name_str(name).unwrap_or(name.as_str());
                 line(buf, titled.as_bytes(), value);

@@ -8,7 +8,7 @@
 //! [`RequestHeader::header_to_h1_wire`] then writes the header block exactly as received.
 //!
 //! Mutation goes through methods (`insert_header`, `append_header`, `remove_header`, ...)
-//! rather than through the inner `Parts`, so the two maps can never drift apart.
+//! rather than through the inner `Parts`, so values and spellings can never drift apart.
 //!
 //! Order: distinct names keep their first-insertion order; repeated values of one name are
 //! written together, in the order they were added, at the position of the name's first
@@ -41,6 +41,7 @@ mod case_header_name;
 mod case_map;
 mod request;
 mod response;
+mod standard_name;
 mod target;
 
 pub use case_header_name::{CaseHeaderName, IntoCaseHeaderName};

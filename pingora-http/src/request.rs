@@ -3,7 +3,7 @@
 use crate::case_header_name::IntoCaseHeaderName;
 use crate::case_map::{self, capacity_for, CaseMap};
 use crate::target::{self, RawTarget};
-use crate::{CaseHeaderName, HMap, HeaderNameVariant, Method, Version};
+use crate::{CaseHeaderName, HeaderNameVariant, Method, Version};
 use bytes::BufMut;
 use http::header::{AsHeaderName, HeaderValue};
 use http::request::Parts as ReqParts;
@@ -41,34 +41,45 @@ impl AsRef<ReqParts> for RequestHeader {
     }
 }
 
-fn empty_parts(capacity: usize) -> ReqParts {
-    let mut parts = http::Request::new(()).into_parts().0;
-    parts.headers = HMap::with_capacity(capacity);
-    parts
-}
-
 impl RequestHeader {
-    fn new_no_case(size_hint: Option<usize>) -> Self {
-        RequestHeader {
-            base: empty_parts(capacity_for(size_hint)),
-            header_name_map: None,
-            raw_target: RawTarget::FromUri,
+    /// Both constructors: everything that can fail is checked first, then the header is
+    /// assembled in one go (it is large, so every extra move shows).
+    #[inline]
+    fn build_inner(
+        method: impl TryInto<Method>,
+        path: &[u8],
+        size_hint: Option<usize>,
+        case: bool,
+    ) -> Result<Self> {
+        let method = method
+            .try_into()
+            .explain_err(InvalidHTTPHeader, |_| "invalid method")?;
+        let (uri, raw_target) = target::parse(path)?;
+        let capacity = capacity_for(size_hint);
+        let mut base = http::Request::new(()).into_parts().0;
+        base.method = method;
+        base.uri = uri;
+        // sized in place: cheaper than building a second map and dropping the empty one
+        // (cannot fail: the capacity is capped far below the map's limit)
+        let _ = base.headers.try_reserve(capacity);
+        Ok(RequestHeader {
+            base,
+            header_name_map: case.then(|| CaseMap::with_capacity(capacity)),
+            raw_target,
             send_end_stream: true,
-        }
+        })
     }
 
     /// Create a request that records header-name case, for HTTP/1 traffic.
     ///
     /// `path` is the raw request-target and may be non-UTF-8. `size_hint` is the expected
-    /// number of headers (capped), to size the maps once.
+    /// number of headers (capped), to size the storage once.
     pub fn build(
         method: impl TryInto<Method>,
         path: &[u8],
         size_hint: Option<usize>,
     ) -> Result<Self> {
-        let mut req = Self::build_no_case(method, path, size_hint)?;
-        req.header_name_map = Some(CaseMap::with_capacity(capacity_for(size_hint)));
-        Ok(req)
+        Self::build_inner(method, path, size_hint, true)
     }
 
     /// Create a request that does not record header-name case.
@@ -80,12 +91,7 @@ impl RequestHeader {
         path: &[u8],
         size_hint: Option<usize>,
     ) -> Result<Self> {
-        let mut req = Self::new_no_case(size_hint);
-        req.base.method = method
-            .try_into()
-            .explain_err(InvalidHTTPHeader, |_| "invalid method")?;
-        req.set_raw_path(path)?;
-        Ok(req)
+        Self::build_inner(method, path, size_hint, false)
     }
 
     /// Add a header value, keeping existing values under the same name.

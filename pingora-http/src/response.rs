@@ -2,7 +2,7 @@
 
 use crate::case_header_name::IntoCaseHeaderName;
 use crate::case_map::{self, capacity_for, CaseMap};
-use crate::{CaseHeaderName, HMap, HeaderNameVariant, StatusCode, Version};
+use crate::{CaseHeaderName, HeaderNameVariant, StatusCode, Version};
 use bytes::BufMut;
 use http::header::{AsHeaderName, HeaderValue};
 use http::response::Parts as RespParts;
@@ -36,14 +36,27 @@ impl AsRef<RespParts> for ResponseHeader {
 }
 
 impl ResponseHeader {
-    fn new_no_case(size_hint: Option<usize>) -> Self {
+    /// Both constructors: the status is checked first, then the header is assembled in one go.
+    #[inline]
+    fn build_inner(
+        code: impl TryInto<StatusCode>,
+        size_hint: Option<usize>,
+        case: bool,
+    ) -> Result<Self> {
+        let status = code
+            .try_into()
+            .explain_err(InvalidHTTPHeader, |_| "invalid status")?;
+        let capacity = capacity_for(size_hint);
         let mut base = http::Response::new(()).into_parts().0;
-        base.headers = HMap::with_capacity(capacity_for(size_hint));
-        ResponseHeader {
+        base.status = status;
+        // sized in place: cheaper than building a second map and dropping the empty one
+        // (cannot fail: the capacity is capped far below the map's limit)
+        let _ = base.headers.try_reserve(capacity);
+        Ok(ResponseHeader {
             base,
-            header_name_map: None,
+            header_name_map: case.then(|| CaseMap::with_capacity(capacity)),
             reason_phrase: None,
-        }
+        })
     }
 
     /// Create a response that records header-name case, for HTTP/1 traffic.
@@ -51,16 +64,12 @@ impl ResponseHeader {
     /// `code` is anything convertible to a [`StatusCode`] (e.g. `200u16`); `size_hint` is the
     /// expected number of headers.
     pub fn build(code: impl TryInto<StatusCode>, size_hint: Option<usize>) -> Result<Self> {
-        let mut resp = Self::build_no_case(code, size_hint)?;
-        resp.header_name_map = Some(CaseMap::with_capacity(capacity_for(size_hint)));
-        Ok(resp)
+        Self::build_inner(code, size_hint, true)
     }
 
     /// Create a response that does not record header-name case (smaller; right for HTTP/2).
     pub fn build_no_case(code: impl TryInto<StatusCode>, size_hint: Option<usize>) -> Result<Self> {
-        let mut resp = Self::new_no_case(size_hint);
-        resp.set_status(code)?;
-        Ok(resp)
+        Self::build_inner(code, size_hint, false)
     }
 
     /// Add a header value, keeping existing values under the same name.

@@ -49,6 +49,12 @@ pub(crate) fn parse(target: &[u8]) -> Result<(Uri, RawTarget)> {
     if target.is_empty() {
         return Ok((Uri::from_static("/"), RawTarget::FromUri));
     }
+    if target.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8. (The usual target is a short ASCII path, for which
+        // this check is much cheaper than a full UTF-8 validation.)
+        let text = unsafe { std::str::from_utf8_unchecked(target) };
+        return parse_str(text, target);
+    }
     match std::str::from_utf8(target) {
         Ok(text) => parse_str(text, target),
         Err(_) => {

@@ -277,3 +277,108 @@ fn random_mutations_keep_spellings_paired_with_values() {
         }
     }
 }
+
+#[test]
+fn spellings_match_a_lock_step_reference_map() {
+    // Reference: a second map that receives the same operations, so it orders spellings
+    // exactly as the value map orders values.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    const NAMES: [&str; 14] = [
+        "a",
+        "A",
+        "b",
+        "B",
+        "c",
+        "C",
+        "d",
+        "X-Y",
+        "x-y",
+        "X-y",
+        "Set-Cookie",
+        "set-cookie",
+        "Host",
+        "content-length",
+    ];
+    for round in 0..40u64 {
+        let mut req = RequestHeader::build("GET", b"/", Some((round % 6) as usize)).unwrap();
+        let mut model: HMap<CaseHeaderName> = HMap::default();
+        for i in 0..400u32 {
+            let spelled = NAMES[(next() % NAMES.len() as u64) as usize];
+            let key = http::HeaderName::from_bytes(spelled.as_bytes()).unwrap();
+            let case = CaseHeaderName::new(spelled.to_string());
+            match next() % 7 {
+                0..=2 => {
+                    let existed = req.append_header(spelled, i).unwrap();
+                    assert_eq!(existed, model.append(key, case));
+                }
+                3 | 4 => {
+                    req.insert_header(spelled, i).unwrap();
+                    model.insert(key, case);
+                }
+                5 => {
+                    let a = req.remove_header(spelled).is_some();
+                    assert_eq!(a, model.remove(&key).is_some());
+                }
+                _ => {
+                    let a = req.remove_header(&key).is_some();
+                    assert_eq!(a, model.remove(key.as_str()).is_some());
+                }
+            }
+            let got: Vec<_> = req.case_header_iter().map(|(c, _)| c.clone()).collect();
+            let want: Vec<_> = model.iter().map(|(_, c)| c.clone()).collect();
+            assert_eq!(got, want, "round {round} step {i}");
+            let values: Vec<_> = req.case_header_iter().map(|(_, v)| v.clone()).collect();
+            let direct: Vec<_> = req.headers.iter().map(|(_, v)| v.clone()).collect();
+            assert_eq!(values, direct);
+            if i % 50 == 0 {
+                let clone = req.clone();
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                req.header_to_h1_wire(&mut a);
+                clone.header_to_h1_wire(&mut b);
+                assert_eq!(a, b);
+                let mut wire = Vec::new();
+                for (c, v) in model.iter().map(|(_, c)| c).zip(req.headers.values()) {
+                    wire.extend_from_slice(c.as_slice());
+                    wire.extend_from_slice(b": ");
+                    wire.extend_from_slice(v.as_bytes());
+                    wire.extend_from_slice(b"\r\n");
+                }
+                assert_eq!(a, wire);
+            }
+        }
+    }
+}
+
+#[test]
+fn long_lines_written_whole_into_any_buffer() {
+    let long = "v".repeat(300);
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    resp.append_header("X-Short", "1").unwrap();
+    resp.append_header("X-Long", long.as_str()).unwrap();
+    resp.append_header("x-after", "2").unwrap();
+    let want = format!("X-Short: 1\r\nX-Long: {long}\r\nx-after: 2\r\n");
+    // a Vec grows in small steps, a BytesMut may have just a little spare room
+    let mut vec = Vec::new();
+    resp.header_to_h1_wire(&mut vec);
+    assert_eq!(vec, want.as_bytes());
+    for cap in [0, 5, 13, 20, 400] {
+        let mut buf = bytes::BytesMut::with_capacity(cap);
+        resp.header_to_h1_wire(&mut buf);
+        assert_eq!(&buf[..], want.as_bytes(), "capacity {cap}");
+    }
+    let mut no_case = ResponseHeader::build_no_case(200, None).unwrap();
+    no_case.append_header("Content-Length", "3").unwrap();
+    no_case.append_header("X-Long", long.as_str()).unwrap();
+    let mut buf = bytes::BytesMut::new();
+    no_case.header_to_h1_wire(&mut buf);
+    assert_eq!(
+        &buf[..],
+        format!("Content-Length: 3\r\nx-long: {long}\r\n").as_bytes()
+    );
+}

@@ -39,7 +39,16 @@ pub enum KeepaliveStatus {
 pub fn connection_keepalive(headers: &HeaderMap) -> Option<bool> {
     let mut keepalive = None;
     for value in headers.get_all(header::CONNECTION) {
-        for token in value.as_bytes().split(|b| *b == b',') {
+        let value = value.as_bytes();
+        // the usual single-token values, without splitting
+        if value.eq_ignore_ascii_case(b"keep-alive") {
+            keepalive = Some(true);
+            continue;
+        }
+        if value.eq_ignore_ascii_case(b"close") {
+            return Some(false);
+        }
+        for token in value.split(|b| *b == b',') {
             let token = token.trim_ascii();
             if token.eq_ignore_ascii_case(b"close") {
                 return Some(false);
@@ -97,13 +106,21 @@ pub fn is_expect_continue_req(req: &RequestHeader) -> bool {
 /// fields or comma lists of one identical value are accepted, per RFC 9110).
 pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, &'static str> {
     let mut found: Option<u64> = None;
+    let mut agree = |n: u64| match found {
+        Some(prev) if prev != n => Err("conflicting Content-Length values"),
+        _ => {
+            found = Some(n);
+            Ok(())
+        }
+    };
     for value in headers.get_all(header::CONTENT_LENGTH) {
+        // the usual plain number needs no splitting or trimming
+        if let Some(n) = parse_decimal(value.as_bytes()) {
+            agree(n)?;
+            continue;
+        }
         for part in value.as_bytes().split(|b| *b == b',') {
-            let n = parse_decimal(part.trim_ascii()).ok_or("invalid Content-Length")?;
-            match found {
-                Some(prev) if prev != n => return Err("conflicting Content-Length values"),
-                _ => found = Some(n),
-            }
+            agree(parse_decimal(part.trim_ascii()).ok_or("invalid Content-Length")?)?;
         }
     }
     Ok(found)
@@ -111,14 +128,18 @@ pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, &'static str> 
 
 fn parse_decimal(digits: &[u8]) -> Option<u64> {
     // 18 digits always fit in u64; larger bodies are not credible anyway
-    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty() || digits.len() > 18 {
         return None;
     }
-    Some(
-        digits
-            .iter()
-            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')),
-    )
+    let mut n = 0u64;
+    for d in digits {
+        let d = d.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(d);
+    }
+    Some(n)
 }
 
 /// How the transfer codings of a message end.
@@ -136,10 +157,16 @@ pub enum TransferCoding {
 
 /// Classify the `Transfer-Encoding` fields of a message.
 pub fn transfer_coding(headers: &HeaderMap) -> TransferCoding {
+    // one lookup: most messages have no Transfer-Encoding at all
+    let fields = headers.get_all(header::TRANSFER_ENCODING);
+    let mut fields = fields.iter().peekable();
+    if fields.peek().is_none() {
+        return TransferCoding::Absent;
+    }
     let mut count = 0usize;
     let mut chunked_at = None;
     let mut chunked_seen = 0usize;
-    for value in headers.get_all(header::TRANSFER_ENCODING) {
+    for value in fields {
         for coding in value.as_bytes().split(|b| *b == b',') {
             let coding = coding.trim_ascii();
             if coding.is_empty() {
@@ -153,10 +180,9 @@ pub fn transfer_coding(headers: &HeaderMap) -> TransferCoding {
         }
     }
     match (count, chunked_at) {
-        (0, _) if headers.contains_key(header::TRANSFER_ENCODING) => TransferCoding::Other,
-        (0, _) => TransferCoding::Absent,
         (1, Some(0)) => TransferCoding::ChunkedOnly,
         (n, Some(i)) if i + 1 == n && chunked_seen == 1 => TransferCoding::ChunkedFinal,
+        // no coding at all (empty values) is as ambiguous as an unknown one
         _ => TransferCoding::Other,
     }
 }

@@ -159,8 +159,8 @@ pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>>
         return fail(400, "bare LF in request head");
     }
     let head = buf.split_to(len).freeze();
-    // httparse only accepts token characters, which are ASCII
-    let method = std::str::from_utf8(&head[method.0..method.0 + method.1]).unwrap_or("");
+    // a token (httparse checked), so `Method` can take the bytes without a UTF-8 check
+    let method = &head[method.0..method.0 + method.1];
     let mut req = Box::new(RequestHeader::build(
         method,
         &head[path.0..path.0 + path.1],
@@ -238,8 +238,11 @@ pub(super) fn parse_response(buf: &mut BytesMut) -> Result<Parsed<ResponseHeader
         Version::HTTP_11
     });
     if let Some((start, l)) = reason {
-        if let Ok(r) = std::str::from_utf8(&head[start..start + l]) {
-            if !r.is_empty() {
+        let r = &head[start..start + l];
+        // the usual canonical phrase ("OK") is what an unset phrase means anyway
+        let canonical = resp.status.canonical_reason().map(str::as_bytes);
+        if !r.is_empty() && Some(r) != canonical {
+            if let Ok(r) = std::str::from_utf8(r) {
                 resp.set_reason_phrase(Some(r))?;
             }
         }
