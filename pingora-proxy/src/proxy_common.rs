@@ -46,8 +46,8 @@ static HOP_BY_HOP: [HeaderName; 5] = [
 
 /// The position in [`HOP_BY_HOP`] of the header named `name` (any case), if it is one. Runs
 /// for every header of every message, so it dispatches on the length before comparing.
-fn hop_by_hop_index(name: &str) -> Option<usize> {
-    let is = |h: &str| name.eq_ignore_ascii_case(h);
+fn hop_by_hop_index(name: &[u8]) -> Option<usize> {
+    let is = |h: &str| name.eq_ignore_ascii_case(h.as_bytes());
     match name.len() {
         10 if is("connection") => Some(0),
         10 if is("keep-alive") => Some(1),
@@ -68,13 +68,17 @@ fn is_protected(name: &HeaderName) -> bool {
 fn connection_options(headers: &http::HeaderMap) -> Vec<HeaderName> {
     let mut names = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
-        let Ok(value) = value.to_str() else { continue };
-        for token in value.split(',') {
-            let token = token.trim();
+        for token in value.as_bytes().split(|b| *b == b',') {
+            let token = token.trim_ascii();
             // The usual tokens (`keep-alive`, `upgrade`, `close`) end here without building a
             // name: a lookup by `&str` does not allocate, `HeaderName::from_bytes` may.
-            if token.is_empty() || hop_by_hop_index(token).is_some() || !headers.contains_key(token)
-            {
+            if token.is_empty() || hop_by_hop_index(token).is_some() {
+                continue;
+            }
+            let Ok(token) = std::str::from_utf8(token) else {
+                continue;
+            };
+            if !headers.contains_key(token) {
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
@@ -94,7 +98,7 @@ fn connection_options(headers: &http::HeaderMap) -> Vec<HeaderName> {
 fn hop_by_hop_present(headers: &http::HeaderMap) -> (u8, Vec<HeaderName>) {
     let mut fixed = 0u8;
     for name in headers.keys() {
-        if let Some(i) = hop_by_hop_index(name.as_str()) {
+        if let Some(i) = hop_by_hop_index(name.as_str().as_bytes()) {
             fixed |= 1 << i;
         }
     }
@@ -340,14 +344,14 @@ mod tests {
     #[test]
     fn hop_by_hop_index_matches_the_list() {
         for (i, name) in HOP_BY_HOP.iter().enumerate() {
-            assert_eq!(hop_by_hop_index(name.as_str()), Some(i));
+            assert_eq!(hop_by_hop_index(name.as_str().as_bytes()), Some(i));
             assert_eq!(
-                hop_by_hop_index(&name.as_str().to_ascii_uppercase()),
+                hop_by_hop_index(name.as_str().to_ascii_uppercase().as_bytes()),
                 Some(i)
             );
         }
         for other in ["", "t", "host", "connectiox", "keep-alivee", "trailer"] {
-            assert_eq!(hop_by_hop_index(other), None, "{other}");
+            assert_eq!(hop_by_hop_index(other.as_bytes()), None, "{other}");
         }
     }
 

@@ -162,7 +162,7 @@ where
             Err(e) => return (false, Some(e)),
         };
 
-        let (client_session, client_reused) =
+        let (mut client_session, client_reused) =
             match self.client_upstream.get_http_session(&*peer).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -172,14 +172,18 @@ where
             };
 
         match client_session {
-            ClientSession::H1(mut h1) => {
+            // The HTTP/1 session (a large value) stays in place: borrowed for the exchange,
+            // then handed back as it is.
+            ClientSession::H1(ref mut h1) => {
                 let (server_reuse, client_reuse, error) = self
-                    .proxy_to_h1_upstream(session, &mut h1, client_reused, &peer, ctx)
+                    .proxy_to_h1_upstream(session, h1, client_reused, &peer, ctx)
                     .await;
                 if client_reuse && error.is_none() {
                     self.client_upstream
-                        .release_http_session(ClientSession::H1(h1), &*peer, peer.idle_timeout())
+                        .release_http_session(client_session, &*peer, peer.idle_timeout())
                         .await;
+                } else {
+                    drop(client_session);
                 }
                 let error = error.map(|e| {
                     self.inner

@@ -207,6 +207,17 @@ where
         // for an upgrade: what it sends later are tunnel bytes, never replayed).
         if !upgrade {
             session.downstream_session.enable_retry_buffering();
+            if client_req.method != Method::CONNECT
+                && session.downstream_session.is_body_done()
+                && session
+                    .downstream_session
+                    .get_retry_buffer()
+                    .is_none_or(|b| b.is_empty())
+            {
+                return self
+                    .exchange_without_body(session, client, &client_req, reused, ctx)
+                    .await;
+            }
         }
         let (tx_resp, rx_resp) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
         let (tx_body, rx_body) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
@@ -217,6 +228,83 @@ where
         match res {
             Ok((downstream_reuse, upstream_reuse)) => (downstream_reuse, upstream_reuse, None),
             Err(e) => (false, false, Some(e)),
+        }
+    }
+
+    /// The exchange of a request that has no body left to send (none at all, or one already
+    /// read to its end without a byte of it to replay): no channels and no second half, the
+    /// end of the request goes up and the response is relayed piece by piece, while the
+    /// client is watched for going away whenever the upstream keeps us waiting. Returns the
+    /// same triple as [`Self::proxy_to_h1_upstream`].
+    async fn exchange_without_body(
+        &self,
+        session: &mut Session,
+        client: &mut HttpSessionV1,
+        client_req: &ClientRequest,
+        reused: bool,
+        ctx: &mut SV::CTX,
+    ) -> (bool, bool, Option<Box<Error>>) {
+        let mut body = None;
+        if let Err(e) = self
+            .request_body_filters(session, &mut body, true, ctx)
+            .await
+        {
+            return (false, false, Some(e));
+        }
+        let mut can_reuse = true;
+        let (first, second) = request_body_tasks(session, body, true);
+        for task in [first, second].into_iter().flatten() {
+            let sent = match task {
+                HttpTask::Body(data, end) => send_body(client, data, end).await,
+                // An HTTP/2 client's request trailers (dropped unless chunked).
+                HttpTask::Trailer(Some(trailers)) => {
+                    client.write_trailers(&trailers).await.map(|_| ())
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = sent {
+                // The upstream may have answered already and closed: its response is still
+                // read, but the connection is not reused.
+                debug!("failed to end the request upstream: {e}");
+                can_reuse = false;
+                break;
+            }
+        }
+
+        let mut header_seen = false;
+        loop {
+            // The upstream first: when its answer is ready the client is not looked at.
+            let read = tokio::select! {
+                biased;
+                task = client.read_response_task_owned() => task,
+                idle = session.downstream_session.read_body_or_idle(true) => match idle {
+                    // It only ever returns errors (the client went away or broke).
+                    Err(e) => return (false, false, Some(e.into_down())),
+                    Ok(_) => continue,
+                },
+            };
+            let task = match read {
+                Ok(task) => task,
+                Err(e) => {
+                    let e = if header_seen {
+                        e.into_up()
+                    } else {
+                        retry_if_stale(e, reused)
+                    };
+                    return (false, false, Some(e));
+                }
+            };
+            if let HttpTask::Header(h, _) = &task {
+                header_seen |= !is_interim(h);
+            }
+            match self
+                .write_response_task(session, client_req, task, ctx)
+                .await
+            {
+                Ok(true) => return (true, can_reuse, None),
+                Ok(false) => {}
+                Err(e) => return (false, false, Some(e)),
+            }
         }
     }
 
@@ -516,7 +604,7 @@ async fn upstream_half(
 
     while !request_done || !response_done || pending.is_some() {
         tokio::select! {
-            task = client.read_response_task(), if !response_done && pending.is_none() => {
+            task = client.read_response_task_owned(), if !response_done && pending.is_none() => {
                 match task {
                     Ok(task) => {
                         if let HttpTask::Header(h, _) = &task {

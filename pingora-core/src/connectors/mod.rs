@@ -220,16 +220,14 @@ impl TransportConnector {
     /// Give `stream` back for reuse by peers whose reuse hash is `key`.
     ///
     /// The caller vouches that the protocol state allows reuse (e.g. an
-    /// HTTP/1 response was fully read). The stream is dropped instead if the
-    /// upstream already closed it or sent data, or if no async runtime is
-    /// available to sweep the pool. While pooled it is never handed out after
-    /// `idle_timeout` or once the upstream closed it, and the connector's
-    /// sweeper closes such streams within about a second.
-    pub fn release_stream(&self, mut stream: Stream, key: u64, idle_timeout: Option<Duration>) {
-        // No kernel probe here: the checkout and the sweeper look again.
-        if !reuse::test_buffered(&mut stream) {
-            return;
-        }
+    /// HTTP/1 response was fully read). The stream is dropped instead if no
+    /// async runtime is available to sweep the pool. While pooled it is never
+    /// handed out after `idle_timeout`, once the upstream closed it or sent
+    /// data, and the connector's sweeper closes such streams within about a
+    /// second.
+    pub fn release_stream(&self, stream: Stream, key: u64, idle_timeout: Option<Duration>) {
+        // Pooled without a look at the socket: the checkout (which knows how long the stream
+        // idled) and the sweeper check it, so a look now would only repeat theirs.
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             debug!("no runtime to sweep the idle connection, closing it");
             return;

@@ -27,8 +27,14 @@ pub struct HttpSession {
     raw_header: Option<Bytes>,
     request_written: Option<Box<RequestHeader>>,
     response_header: Option<Box<ResponseHeader>>,
+    /// The status of the last response head read: kept when the head itself was handed over
+    /// by [`HttpSession::read_response_task_owned`].
+    response_status: Option<StatusCode>,
     body_reader: BodyReader,
     body_writer: BodyWriter,
+    /// The request was sent without a body and nothing was written after its head: ending
+    /// the body has nothing to write or flush.
+    bodiless_request: bool,
     last_body: Bytes,
     keepalive: KeepaliveStatus,
     upgraded: bool,
@@ -49,8 +55,10 @@ impl HttpSession {
             raw_header: None,
             request_written: None,
             response_header: None,
+            response_status: None,
             body_reader: BodyReader::new(),
             body_writer: BodyWriter::new(),
+            bodiless_request: false,
             last_body: Bytes::new(),
             keepalive: KeepaliveStatus::Off,
             upgraded: false,
@@ -76,12 +84,19 @@ impl HttpSession {
     pub async fn write_request_header(&mut self, req: Box<RequestHeader>) -> Result<usize> {
         let cl = content_length(&req.headers)
             .map_err(|m| Error::explain(InvalidHTTPHeader, m).into_in())?;
+        self.bodiless_request = false;
         match (transfer_coding(&req.headers), cl) {
-            (TransferCoding::Absent, Some(len)) => self.body_writer.init_content_length(len),
+            (TransferCoding::Absent, Some(len)) => {
+                self.bodiless_request = len == 0;
+                self.body_writer.init_content_length(len)
+            }
             (TransferCoding::Absent, None) if is_upgrade_req(&req) => {
                 self.body_writer.init_until_close()
             }
-            (TransferCoding::Absent, None) => self.body_writer.init_content_length(0),
+            (TransferCoding::Absent, None) => {
+                self.bodiless_request = true;
+                self.body_writer.init_content_length(0)
+            }
             (TransferCoding::ChunkedOnly | TransferCoding::ChunkedFinal, None) => {
                 self.body_writer.init_chunked()
             }
@@ -93,7 +108,9 @@ impl HttpSession {
                 .into_in())
             }
         }
-        let mut buf = BytesMut::new();
+        // Sized for a typical head, and kept afterwards as the buffer the response head is read
+        // into: one allocation for both.
+        let mut buf = BytesMut::with_capacity(INIT_HEADER_BUF_SIZE);
         head::write_request_head(&req, &mut buf).map_err(|e| e.into_in())?;
         write_within(
             &mut self.underlying_stream,
@@ -105,11 +122,17 @@ impl HttpSession {
         .await
         .map_err(|e| e.into_up())?;
         self.request_written = Some(req);
-        Ok(buf.len())
+        let written = buf.len();
+        if self.buf.capacity() == 0 {
+            buf.clear();
+            self.buf = buf;
+        }
+        Ok(written)
     }
 
     /// Send a piece of request body. `Ok(None)` when the body is complete.
     pub async fn write_body(&mut self, buf: &[u8]) -> Result<Option<usize>> {
+        self.bodiless_request = false;
         with_timeout(
             self.write_timeout,
             WriteTimedout,
@@ -125,7 +148,8 @@ impl HttpSession {
     /// On an upgraded connection this half-closes it: the end of the tunnel bytes we send is
     /// the end of our write side, which the upstream sees as EOF.
     pub async fn finish_body(&mut self) -> Result<Option<usize>> {
-        if self.body_writer.need_init() {
+        if self.body_writer.need_init() || self.bodiless_request {
+            // Nothing to end: the head said there is no body (and was flushed).
             return Ok(None);
         }
         let half_close = self.upgraded && self.body_writer.is_until_close();
@@ -190,6 +214,7 @@ impl HttpSession {
             if !(resp.status.is_informational() && code != 101) {
                 self.init_body_reader(&resp)?;
             }
+            self.response_status = Some(resp.status);
             self.response_header = Some(resp);
             return Ok(len);
         }
@@ -200,7 +225,7 @@ impl HttpSession {
             let grow = self.buf.len().max(INIT_HEADER_BUF_SIZE);
             self.buf.reserve(grow);
         }
-        let nothing_yet = self.buf.is_empty() && self.response_header.is_none();
+        let nothing_yet = self.buf.is_empty() && self.response_status.is_none();
         let read = async { Ok(self.underlying_stream.read_buf(&mut self.buf).await) };
         let res = with_timeout(
             self.read_timeout,
@@ -300,7 +325,7 @@ impl HttpSession {
 
     /// The response status, once read.
     pub fn get_status(&self) -> Option<StatusCode> {
-        self.response_header.as_ref().map(|r| r.status)
+        self.response_status
     }
 
     /// The response head exactly as received.
@@ -350,16 +375,29 @@ impl HttpSession {
     /// The next step of the response for the proxy: the head first, then
     /// body pieces, then `Done` (or trailers).
     pub async fn read_response_task(&mut self) -> Result<HttpTask> {
+        self.next_response_task(false).await
+    }
+
+    /// Like [`Self::read_response_task`], but a response head is handed over rather than
+    /// copied: once it is returned, [`Self::resp_header`] and [`Self::get_header`] no longer
+    /// see it. The status ([`Self::get_status`]), keep-alive and body framing stay as read.
+    /// Meant for a caller (such as a proxy) that takes the head over anyway.
+    pub async fn read_response_task_owned(&mut self) -> Result<HttpTask> {
+        self.next_response_task(true).await
+    }
+
+    async fn next_response_task(&mut self, take_head: bool) -> Result<HttpTask> {
         let need_head = self
-            .response_header
-            .as_ref()
-            .is_none_or(|r| r.status.is_informational() && r.status != 101);
+            .response_status
+            .is_none_or(|s| s.is_informational() && s != 101);
         if need_head {
             self.read_response().await?;
-            let resp = self
-                .response_header
-                .clone()
-                .or_err(InternalError, "no response header after reading one")?;
+            let resp = if take_head {
+                self.response_header.take()
+            } else {
+                self.response_header.clone()
+            }
+            .or_err(InternalError, "no response header after reading one")?;
             let end = !(resp.status.is_informational() && resp.status != 101)
                 && self.body_reader.body_done();
             return Ok(HttpTask::Header(resp, end));
@@ -376,6 +414,10 @@ impl HttpSession {
     /// Apply the keep-alive rules to the response read (done automatically
     /// by [`Self::read_response`]).
     pub fn respect_keepalive(&mut self) {
+        if !self.body_reader.need_init() {
+            // The final response head was read: its keep-alive rules were applied then.
+            return;
+        }
         if let Some(r) = &self.response_header {
             if !is_keepalive(r.version, &r.headers) {
                 self.keepalive = KeepaliveStatus::Off;
@@ -448,7 +490,7 @@ impl HttpSession {
     /// fully read with nothing after it; otherwise it is closed.
     pub async fn reuse(mut self) -> Option<Stream> {
         let clean = self.will_keepalive()
-            && self.response_header.is_some()
+            && self.response_status.is_some()
             && self.body_reader.body_done()
             && !self.body_reader.has_leftover()
             && self.buf.is_empty()

@@ -316,3 +316,42 @@ async fn read_resp_header_parts_and_ref() {
     assert_eq!(s.read_body_ref().await.unwrap().unwrap(), b"no");
     assert!(s.read_body_ref().await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn owned_response_tasks_hand_the_head_over() {
+    let mock = Builder::new()
+        .write(GET_REQ)
+        .read(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
+        .read(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Case: Kept\r\n\r\nabc")
+        .build();
+    let mut s = session(mock);
+    s.write_request_header(get("/p")).await.unwrap();
+    // a bodiless request ends without writing anything more
+    assert_eq!(s.finish_body().await.unwrap(), None);
+    match s.read_response_task_owned().await.unwrap() {
+        HttpTask::Header(h, false) => assert_eq!(h.status, 103),
+        other => panic!("unexpected {}", other.type_str()),
+    }
+    match s.read_response_task_owned().await.unwrap() {
+        HttpTask::Header(h, false) => {
+            assert_eq!(h.status, 200);
+            let mut wire = Vec::new();
+            h.header_to_h1_wire(&mut wire);
+            assert_eq!(wire, b"Content-Length: 3\r\nX-Case: Kept\r\n");
+        }
+        other => panic!("unexpected {}", other.type_str()),
+    }
+    // the head is gone, what it decided stays
+    assert!(s.resp_header().is_none());
+    assert_eq!(s.get_status(), Some(StatusCode::OK));
+    assert!(
+        matches!(s.read_response_task_owned().await.unwrap(), HttpTask::Body(Some(b), true) if b == "abc")
+    );
+    assert!(matches!(
+        s.read_response_task_owned().await.unwrap(),
+        HttpTask::Done
+    ));
+    s.respect_keepalive();
+    assert!(s.will_keepalive());
+    assert!(s.reuse().await.is_some());
+}

@@ -20,6 +20,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// How much is read from the connection at a time.
 pub const BODY_READ_SIZE: usize = 16 * 1024;
 
+/// Room made for each read past a completed body (see [`BodyReader::read_after_body`]).
+const AFTER_BODY_READ_SIZE: usize = 1024;
+
 #[derive(Debug)]
 enum ReadMode {
     /// The framing is not known yet.
@@ -150,7 +153,13 @@ impl BodyReader {
         &mut self,
         stream: &mut S,
     ) -> Result<usize> {
-        self.fill(stream).await
+        // Usually nothing comes (this watches for the peer going away), at most the start of a
+        // pipelined message: a small buffer, grown by the next call when it fills up.
+        self.buf.reserve(AFTER_BODY_READ_SIZE);
+        stream
+            .read_buf(&mut self.buf)
+            .await
+            .or_err(ReadError, "while reading past the body")
     }
 
     async fn fill<S: AsyncRead + Unpin + ?Sized>(&mut self, stream: &mut S) -> Result<usize> {
