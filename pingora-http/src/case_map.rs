@@ -205,25 +205,49 @@ where
     removed
 }
 
+/// Every header in wire order with the spelling to write: the recorded one, or the canonical
+/// one (title case for well-known names) where none is recorded.
+///
+/// Each recorded spelling is checked against the name it is paired with. They always agree
+/// (see the module notes), but the pairing depends on the `http` crate's map keeping its
+/// documented order; if a version of it ever did otherwise, a wrong pairing must not put one
+/// header's value under another's name, so such a header falls back to its canonical spelling.
+fn spelled<'a>(
+    case_map: Option<&'a CaseMap>,
+    values: &'a HMap,
+) -> impl Iterator<Item = (HeaderNameVariant<'a>, &'a HeaderValue)> + 'a {
+    let case_map = case_map.filter(|case_map| case_map.len() == values.len());
+    let mut cases = case_map.map(|c| c.iter());
+    values.iter().map(move |(name, value)| {
+        let case = cases.as_mut().and_then(Iterator::next);
+        match case {
+            Some(case)
+                if case
+                    .as_slice()
+                    .eq_ignore_ascii_case(name.as_str().as_bytes()) =>
+            {
+                (HeaderNameVariant::Case(case), value)
+            }
+            _ => {
+                let titled = titled_header_name_str(name).unwrap_or(name.as_str());
+                (HeaderNameVariant::Titled(titled), value)
+            }
+        }
+    })
+}
+
 /// Pairs of (recorded spelling, value) in wire order; empty without a case map.
 pub(crate) fn case_iter<'a>(
     case_map: Option<&'a CaseMap>,
     values: &'a HMap,
 ) -> impl Iterator<Item = (&'a CaseHeaderName, &'a HeaderValue)> + 'a {
-    // a list out of step (never, see the module notes) would pair spellings with the wrong
-    // values: then nothing is reported, and the writers fall back to canonical spellings
-    let case_map = case_map.filter(|case_map| case_map.len() == values.len());
-    case_map.into_iter().flat_map(move |case_map| {
-        case_map
-            .iter()
-            .zip(values.iter())
-            .map(|(case, (name, value))| {
-                debug_assert!(case
-                    .as_slice()
-                    .eq_ignore_ascii_case(name.as_str().as_bytes()));
-                (case, value)
-            })
-    })
+    let recorded = case_map.is_some_and(|case_map| case_map.len() == values.len());
+    spelled(case_map, values)
+        .take_while(move |_| recorded)
+        .filter_map(|(name, value)| match name {
+            HeaderNameVariant::Case(case) => Some((case, value)),
+            HeaderNameVariant::Titled(_) => None,
+        })
 }
 
 /// Call `f` for every header, in wire order, with the spelling that would go on the wire.
@@ -231,18 +255,8 @@ pub(crate) fn for_each<F>(case_map: Option<&CaseMap>, values: &HMap, mut f: F) -
 where
     F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>,
 {
-    match case_map {
-        Some(case_map) if case_map.len() == values.len() => {
-            for (case, value) in case_iter(Some(case_map), values) {
-                f(HeaderNameVariant::Case(case), value)?;
-            }
-        }
-        _ => {
-            for (name, value) in values {
-                let titled = titled_header_name_str(name).unwrap_or(name.as_str());
-                f(HeaderNameVariant::Titled(titled), value)?;
-            }
-        }
+    for (name, value) in spelled(case_map, values) {
+        f(name, value)?;
     }
     Ok(())
 }
@@ -250,23 +264,35 @@ where
 /// Write `Name: value\r\n` for every header, in wire order. The caller writes the start line
 /// and the final empty line.
 pub(crate) fn write_h1(case_map: Option<&CaseMap>, values: &HMap, buf: &mut impl BufMut) {
-    fn line(buf: &mut impl BufMut, name: &[u8], value: &HeaderValue) {
+    for (name, value) in spelled(case_map, values) {
+        let name = match name {
+            HeaderNameVariant::Case(case) => case.as_slice(),
+            HeaderNameVariant::Titled(titled) => titled.as_bytes(),
+        };
         buf.put_slice(name);
         buf.put_slice(b": ");
         buf.put_slice(value.as_bytes());
         buf.put_slice(b"\r\n");
     }
-    match case_map {
-        Some(case_map) if case_map.len() == values.len() => {
-            for (case, value) in case_iter(Some(case_map), values) {
-                line(buf, case.as_slice(), value);
-            }
-        }
-        _ => {
-            for (name, value) in values {
-                let titled = titled_header_name_str(name).unwrap_or(name.as_str());
-                line(buf, titled.as_bytes(), value);
-            }
-        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spellings paired with the wrong names (a map whose order changed under us) never put a
+    /// value under another header's name: those headers get their canonical spelling.
+    #[test]
+    fn mismatched_spellings_fall_back_to_canonical_names() {
+        let mut values = HMap::new();
+        values.insert("content-length", HeaderValue::from_static("5"));
+        values.insert("x-a", HeaderValue::from_static("a"));
+        let swapped = vec![
+            CaseHeaderName::from_slice(b"X-A"),
+            CaseHeaderName::from_slice(b"x-A"),
+        ];
+        let mut buf = Vec::new();
+        write_h1(Some(&swapped), &values, &mut buf);
+        assert_eq!(buf, b"Content-Length: 5\r\nx-A: a\r\n");
     }
 }
