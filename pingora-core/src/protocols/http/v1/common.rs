@@ -214,6 +214,10 @@ pub(crate) fn stream_digest(stream: &Stream) -> Box<Digest> {
 }
 
 /// Run `fut` with an optional time limit; on expiry fail with `etype`.
+///
+/// Every read and write of a session goes through here, so it uses the coarse shared-tick
+/// timeout of `pingora-timeout` (no timer at all when `fut` is ready at once; up to 10 ms
+/// late, never early), not a precise tokio timer per operation.
 pub(crate) async fn with_timeout<T>(
     limit: Option<Duration>,
     etype: ErrorType,
@@ -221,7 +225,7 @@ pub(crate) async fn with_timeout<T>(
     fut: impl std::future::Future<Output = pingora_error::Result<T>>,
 ) -> pingora_error::Result<T> {
     match limit {
-        Some(t) => match tokio::time::timeout(t, fut).await {
+        Some(t) => match pingora_timeout::timeout(t, fut).await {
             Ok(res) => res,
             Err(_) => Error::e_explain(etype, format!("{what}, timeout: {t:?}")),
         },
