@@ -9,11 +9,20 @@ pub mod http_app;
 pub mod prometheus_http_app;
 
 use async_trait::async_trait;
+use bytes::BytesMut;
 use log::{debug, warn};
+use pin_project_lite::pin_project;
+use pingora_timeout::fast_timeout::FastTimeout;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
 
-use crate::protocols::http::v1::common::stream_digest;
+use crate::protocols::http::v1::common::{stream_digest, DEFAULT_IDLE_TIMEOUT};
+use crate::protocols::http::v1::server::{read_first, HttpSession as SessionV1};
 use crate::protocols::http::v2::server::{self as h2_server, H2Options};
 use crate::protocols::http::v2::{H2Limits, ResetTracker};
 use crate::protocols::http::ServerSession;
@@ -261,36 +270,147 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// During shutdown, whether the client of a kept-alive connection sends its
-/// next request within [`SHUTDOWN_IDLE_TIMEOUT`]: one already on its way is
-/// served (with `Connection: close`) rather than lost to the close. A stream
-/// that cannot peek goes on to the app, whose read applies the same limit.
-async fn next_request_arrives(stream: &mut Stream) -> bool {
-    let mut byte = [0u8; 1];
-    // data, end of stream or "cannot peek": the app's read decides
-    matches!(
-        tokio::time::timeout(SHUTDOWN_IDLE_TIMEOUT, stream.try_peek(&mut byte)).await,
-        Ok(Ok(_))
-    )
+/// Wake the HTTP/1 connections waiting for their next request when a service
+/// starts shutting down (from [`ServerApp::cleanup`]); each one then checks its
+/// own shutdown watch. Process-wide waiter lists instead of a watch
+/// subscription per connection keep the waiting state small; sharded by
+/// socket so that worker threads do not all queue on one lock.
+static IDLE_WAKE: [Notify; IDLE_WAKE_SHARDS] = [const { Notify::const_new() }; IDLE_WAKE_SHARDS];
+const IDLE_WAKE_SHARDS: usize = 16;
+
+/// The waiter list of the connection `stream`.
+fn idle_wake(stream: &Stream) -> &'static Notify {
+    // the id is the socket's fd: spread evenly, and stable for the connection
+    &IDLE_WAKE[stream.id().unsigned_abs() as usize % IDLE_WAKE_SHARDS]
+}
+
+/// Wait for the first bytes of the next request on an HTTP/1 connection and
+/// return them; `None` when the connection is to be closed: the client closed
+/// it or the read failed, nothing came within `idle` (no limit when `None`),
+/// or the server is shutting down and nothing came within
+/// [`SHUTDOWN_IDLE_TIMEOUT`] (a request already on its way is still served,
+/// with `Connection: close`).
+///
+/// This is where a keep-alive connection spends its idle time, so it holds as
+/// little as possible: the bytes land in a buffer on the stack of the poll
+/// and are copied to a heap buffer of their size, the timer is a slot of the
+/// shared coarse timer wheel, and the session with its buffers is only made
+/// once the request is there.
+fn wait_for_request<'a>(
+    stream: &'a mut Stream,
+    idle: Option<Duration>,
+    shutdown: &'a ShutdownWatch,
+) -> WaitForRequest<'a> {
+    // made before the watch is read: a notice sent in between still wakes it
+    let notified = idle_wake(stream).notified();
+    let shutting_down = *shutdown.borrow();
+    let limit = if shutting_down {
+        Some(SHUTDOWN_IDLE_TIMEOUT)
+    } else {
+        idle
+    };
+    WaitForRequest {
+        stream,
+        shutdown,
+        notified,
+        timer: limit.map(idle_timer),
+        shutting_down,
+    }
+}
+
+/// A timer on the shared coarse timer wheel (it registers on its first poll).
+type IdleTimer = pingora_timeout::Timeout<std::future::Pending<()>, FastTimeout>;
+
+fn idle_timer(limit: Duration) -> IdleTimer {
+    pingora_timeout::timeout(limit, std::future::pending())
+}
+
+pin_project! {
+    /// The future of [`wait_for_request`].
+    struct WaitForRequest<'a> {
+        stream: &'a mut Stream,
+        shutdown: &'a ShutdownWatch,
+        #[pin]
+        notified: Notified<'static>,
+        timer: Option<IdleTimer>,
+        shutting_down: bool,
+    }
+}
+
+impl Future for WaitForRequest<'_> {
+    type Output = Option<BytesMut>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut me = self.project();
+        let mut buf = BytesMut::new();
+        match read_first(me.stream, &mut buf, cx) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(None),
+            Poll::Ready(Ok(_)) => return Poll::Ready(Some(buf)),
+            Poll::Ready(Err(e)) => {
+                // common when the client closes a kept-alive connection
+                debug!("read error while waiting for a request: {e}");
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        while !*me.shutting_down && me.notified.as_mut().poll(cx).is_ready() {
+            if *me.shutdown.borrow() {
+                debug!("shutting down: waiting briefly for a request on an idle connection");
+                *me.shutting_down = true;
+                *me.timer = Some(idle_timer(SHUTDOWN_IDLE_TIMEOUT));
+            } else {
+                // another service is shutting down: wait for the next notice
+                me.notified.set(idle_wake(me.stream).notified());
+            }
+        }
+        match me.timer {
+            Some(timer) => Pin::new(timer).poll(cx).map(|_| None),
+            None => Poll::Pending,
+        }
+    }
 }
 
 /// The session of the first request on a new HTTP/1 connection.
-fn first_h1_session<T: HttpServerApp + ?Sized>(app: &T, stream: Stream) -> ServerSession {
-    let mut session = ServerSession::new_http1(stream);
+fn first_h1_session<T: HttpServerApp + ?Sized>(
+    app: &T,
+    stream: Stream,
+    preread: BytesMut,
+) -> ServerSession {
+    let mut session = SessionV1::new(stream);
+    session.preload(preread);
     session.set_keepalive(Some(DEFAULT_KEEPALIVE_SECS));
     session.set_keepalive_reuses_remaining(
         app.server_options().and_then(|o| o.keepalive_request_limit),
     );
-    session
+    ServerSession::H1(session)
 }
 
 /// The session of the next request on a kept-alive HTTP/1 connection.
-fn reused_h1_session(stream: Stream, settings: Option<HttpPersistentSettings>) -> ServerSession {
+fn reused_h1_session(
+    stream: Stream,
+    settings: Option<HttpPersistentSettings>,
+    preread: BytesMut,
+) -> ServerSession {
     let mut session = ServerSession::new_http1(stream);
     if let Some(settings) = settings {
         settings.apply_to_session(&mut session);
     }
+    if let ServerSession::H1(s) = &mut session {
+        s.preload(preread);
+    }
     session
+}
+
+/// How long a kept-alive connection may wait for its next request, by the
+/// settings carried over from its last session (as the session's own read
+/// would apply them: no setting means the default idle timeout, `Some(0)` no
+/// limit).
+fn idle_limit(settings: Option<&HttpPersistentSettings>) -> Option<Duration> {
+    match settings.and_then(|s| s.keepalive_timeout) {
+        None => Some(DEFAULT_IDLE_TIMEOUT),
+        Some(0) => None,
+        Some(secs) => Some(Duration::from_secs(secs)),
+    }
 }
 
 #[async_trait]
@@ -304,34 +424,45 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let h2c = self.server_options().is_some_and(|o| o.h2c);
+        // boxed: its timer would otherwise take room in the state every idle
+        // HTTP/1 connection waits in
         let h2 = stream.selected_alpn_proto() == Some(ALPN::H2)
-            || (h2c && starts_with_h2_preface(&mut stream).await?);
+            || (h2c && Box::pin(starts_with_h2_preface(&mut stream)).await?);
         if h2 {
             // boxed so that the HTTP/1 connections' futures do not carry its size
             Box::pin(serve_h2(self, stream, shutdown)).await;
             return None;
         }
-        // The sessions are made by plain functions and handed straight to `process_new_http`:
-        // a session kept in a local would take its space in this future, which a keep-alive
-        // connection holds while it waits.
-        let mut next = self
-            .process_new_http(first_h1_session(self.as_ref(), stream), shutdown)
-            .await;
-        while let Some(reused) = next {
-            let (mut stream, settings) = reused.consume();
-            if *shutdown.borrow() && !next_request_arrives(&mut stream).await {
-                debug!("shutting down: closing an idle HTTP connection");
+        // A connection waits for each request in `wait_for_request`, holding just the stream;
+        // the session is made once the request's first bytes are there, by plain functions
+        // that hand it straight to `process_new_http` (a session kept in a local would take
+        // its space in this future, which the connection holds while it waits).
+        // `None` until the first request was served: no settings carried over yet
+        let mut carried: Option<Option<HttpPersistentSettings>> = None;
+        loop {
+            let idle = match &carried {
+                None => Some(Duration::from_secs(DEFAULT_KEEPALIVE_SECS)),
+                Some(settings) => idle_limit(settings.as_ref()),
+            };
+            let Some(preread) = wait_for_request(&mut stream, idle, shutdown).await else {
+                debug!("closing an idle HTTP connection");
                 return None;
-            }
-            next = self
-                .process_new_http(reused_h1_session(stream, settings), shutdown)
-                .await;
+            };
+            let session = match carried.take() {
+                None => first_h1_session(self.as_ref(), stream, preread),
+                Some(settings) => reused_h1_session(stream, settings, preread),
+            };
+            let (next, settings) = self.process_new_http(session, shutdown).await?.consume();
+            stream = next;
+            carried = Some(settings);
         }
-        None
     }
 
     async fn cleanup(&self) {
         self.http_cleanup().await;
+        for wake in &IDLE_WAKE {
+            wake.notify_waiters();
+        }
     }
 }
 
@@ -362,6 +493,57 @@ mod tests {
         });
         assert_eq!(starts_with_h2_preface(&mut s).await, Some(true));
         drop(rest.await);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_request_returns_its_first_bytes() {
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        let (mut c, mut s) = pair().await;
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            c.write_all(b"GET / HTTP/1.1\r\n").await.expect("write");
+            c
+        });
+        let got = wait_for_request(&mut s, Some(Duration::from_secs(5)), &shutdown).await;
+        assert_eq!(got.as_deref(), Some(&b"GET / HTTP/1.1\r\n"[..]));
+        drop(writer.await);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_request_ends_on_close_and_idle_timeout() {
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        let (c, mut s) = pair().await;
+        drop(c);
+        assert!(wait_for_request(&mut s, None, &shutdown).await.is_none());
+
+        let (_c, mut s) = pair().await;
+        let start = std::time::Instant::now();
+        let idle = Duration::from_millis(50);
+        assert!(wait_for_request(&mut s, Some(idle), &shutdown)
+            .await
+            .is_none());
+        assert!(start.elapsed() >= idle);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_request_ends_soon_after_shutdown() {
+        let (tx, shutdown) = tokio::sync::watch::channel(false);
+        let (_c, mut s) = pair().await;
+        let notice = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tx.send(true).expect("send");
+            for wake in &IDLE_WAKE {
+                wake.notify_waiters();
+            }
+            tx
+        });
+        let start = std::time::Instant::now();
+        // no idle limit: only the shutdown ends the wait
+        assert!(wait_for_request(&mut s, None, &shutdown).await.is_none());
+        let waited = start.elapsed();
+        assert!(waited >= SHUTDOWN_IDLE_TIMEOUT, "{waited:?}");
+        assert!(waited < SHUTDOWN_IDLE_TIMEOUT * 3, "{waited:?}");
+        drop(notice.await);
     }
 
     #[tokio::test]

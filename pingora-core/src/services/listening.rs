@@ -137,13 +137,20 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
     /// Run `app_logic` on a connection, again and again while it hands the
     /// connection back for reuse, unless the server is shutting down.
     pub async fn handle_event(event: Stream, app_logic: Arc<A>, shutdown: ShutdownWatch) {
-        let mut next = app_logic.process_new(event, &shutdown).await;
+        Self::serve_connection(event, &app_logic, &shutdown).await
+    }
+
+    /// [`Self::handle_event`] on borrowed app and watch: the accept loop's task for a
+    /// connection owns them, and a second copy in this future would only enlarge the task,
+    /// which every idle keep-alive connection holds.
+    async fn serve_connection(event: Stream, app_logic: &Arc<A>, shutdown: &ShutdownWatch) {
+        let mut next = app_logic.process_new(event, shutdown).await;
         while let Some(stream) = next {
             if *shutdown.borrow() {
                 debug!("shutting down: closing a reusable connection");
                 break;
             }
-            next = app_logic.process_new(stream, &shutdown).await;
+            next = app_logic.process_new(stream, shutdown).await;
         }
     }
 
@@ -177,10 +184,14 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
                     let guard = conns.track();
+                    // The connection's task keeps the size of its largest state for its whole
+                    // life: the handshake (a TLS one is large) is boxed so that it takes heap
+                    // only while it runs, not in every idle keep-alive connection.
+                    let handshake = Box::pin(io.handshake());
                     current_handle().spawn(async move {
                         let _guard = guard;
-                        match io.handshake().await {
-                            Ok(stream) => Self::handle_event(stream, app, shutdown).await,
+                        match handshake.await {
+                            Ok(stream) => Self::serve_connection(stream, &app, &shutdown).await,
                             Err(e) => debug!("downstream handshake failed: {e}"),
                         }
                     });

@@ -13,7 +13,7 @@ use pingora_error::{ErrorType::*, OrErr, Result};
 use std::io::IoSlice;
 use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -34,19 +34,22 @@ enum RawStream {
 #[derive(Debug)]
 pub struct Stream {
     raw: RawStream,
-    /// Bytes put back by [`Stream::rewind`], served before the socket.
-    rewind_buf: Bytes,
-    socket_digest: Option<Arc<SocketDigest>>,
+    /// Bytes put back by [`Stream::rewind`], served before the socket. Boxed: rarely used,
+    /// and every connection carries the field (idle keep-alive connections included).
+    rewind_buf: Option<Box<Bytes>>,
+    /// Made on first use: most connections are never asked for their addresses, and an idle
+    /// keep-alive connection should not carry a digest (~280 bytes) it does not need.
+    socket_digest: OnceLock<Arc<SocketDigest>>,
     proxy_digest: Option<Arc<ProxyDigest>>,
     established_ts: SystemTime,
 }
 
 impl Stream {
-    fn new(raw: RawStream, fd: RawFd) -> Self {
+    fn new(raw: RawStream) -> Self {
         Stream {
             raw,
-            rewind_buf: Bytes::new(),
-            socket_digest: Some(Arc::new(SocketDigest::from_raw_fd(fd))),
+            rewind_buf: None,
+            socket_digest: OnceLock::new(),
             proxy_digest: None,
             established_ts: SystemTime::now(),
         }
@@ -75,10 +78,11 @@ impl Stream {
         if data.is_empty() {
             return;
         }
-        let mut joined = BytesMut::with_capacity(data.len() + self.rewind_buf.len());
+        let old = self.rewind_buf.take().map_or_else(Bytes::new, |b| *b);
+        let mut joined = BytesMut::with_capacity(data.len() + old.len());
         joined.extend_from_slice(data);
-        joined.extend_from_slice(&self.rewind_buf);
-        self.rewind_buf = joined.freeze();
+        joined.extend_from_slice(&old);
+        self.rewind_buf = Some(Box::new(joined.freeze()));
     }
 
     /// When the connection was established (accepted or connected).
@@ -97,15 +101,13 @@ impl From<TcpStream> for Stream {
         if let Err(e) = s.set_nodelay(true) {
             debug!("failed to set TCP_NODELAY: {e}");
         }
-        let fd = s.as_raw_fd();
-        Stream::new(RawStream::Tcp(s), fd)
+        Stream::new(RawStream::Tcp(s))
     }
 }
 
 impl From<UnixStream> for Stream {
     fn from(s: UnixStream) -> Self {
-        let fd = s.as_raw_fd();
-        Stream::new(RawStream::Unix(s), fd)
+        Stream::new(RawStream::Unix(s))
     }
 }
 
@@ -133,10 +135,13 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if !self.rewind_buf.is_empty() {
-            let n = self.rewind_buf.len().min(buf.remaining());
-            buf.put_slice(&self.rewind_buf[..n]);
-            self.rewind_buf.advance(n);
+        if let Some(rest) = self.rewind_buf.as_mut() {
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            rest.advance(n);
+            if rest.is_empty() {
+                self.rewind_buf = None;
+            }
             return Poll::Ready(Ok(()));
         }
         match &mut self.raw {
@@ -224,19 +229,23 @@ impl GetProxyDigest for Stream {
 
 impl GetSocketDigest for Stream {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.socket_digest.clone()
+        // the socket is open as long as `self`: the digest's lazy lookups stay valid
+        let digest = self
+            .socket_digest
+            .get_or_init(|| Arc::new(SocketDigest::from_raw_fd(self.as_raw_fd())));
+        Some(digest.clone())
     }
     fn set_socket_digest(&mut self, socket_digest: SocketDigest) {
-        self.socket_digest = Some(Arc::new(socket_digest));
+        self.socket_digest = OnceLock::from(Arc::new(socket_digest));
     }
 }
 
 #[async_trait]
 impl Peek for Stream {
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
-        if !self.rewind_buf.is_empty() {
-            let n = self.rewind_buf.len().min(buf.len());
-            buf[..n].copy_from_slice(&self.rewind_buf[..n]);
+        if let Some(rest) = self.rewind_buf.as_ref() {
+            let n = rest.len().min(buf.len());
+            buf[..n].copy_from_slice(&rest[..n]);
             return Ok(true);
         }
         match &self.raw {

@@ -22,6 +22,7 @@ use http::{HeaderValue, Method, Version};
 use log::debug;
 use pingora_error::{Error, ErrorType::*, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -32,7 +33,9 @@ const FIRST_READ_SIZE: usize = 2048;
 /// One poll of the first read of a session: the bytes land in a buffer on the
 /// stack and are copied into `buf`, which is allocated at their size. A
 /// pending read fills nothing (the `AsyncRead` contract), so nothing is lost.
-fn read_first(
+/// Also used by the apps' wait for the next request on an idle connection
+/// (see [`HttpSession::preload`]).
+pub(crate) fn read_first(
     stream: &mut Stream,
     buf: &mut BytesMut,
     cx: &mut std::task::Context<'_>,
@@ -79,14 +82,14 @@ pub struct HttpSession {
     closed: bool,
     /// How many more times the connection may be reused (`None`: no limit).
     keepalive_reuses_remaining: Option<u32>,
-    digest: Box<Digest>,
+    /// Collected from the stream on first use: most exchanges never look at it.
+    digest: OnceLock<Box<Digest>>,
 }
 
 impl HttpSession {
     /// A session over an established connection. Call
     /// [`Self::read_request`] first.
     pub fn new(underlying_stream: Stream) -> Self {
-        let digest = stream_digest(&underlying_stream);
         HttpSession {
             underlying_stream,
             buf: BytesMut::new(),
@@ -110,8 +113,15 @@ impl HttpSession {
             ignore_info_resp: false,
             closed: false,
             keepalive_reuses_remaining: None,
-            digest,
+            digest: OnceLock::new(),
         }
+    }
+
+    /// Hand the session the first bytes of its request, already read from
+    /// the stream (by the wait for the next request on an idle connection):
+    /// [`Self::read_request`] parses them before reading more.
+    pub(crate) fn preload(&mut self, bytes: BytesMut) {
+        self.buf = bytes;
     }
 
     /// Read and validate the request head.
@@ -129,7 +139,20 @@ impl HttpSession {
             KeepaliveStatus::Off => Some(DEFAULT_IDLE_TIMEOUT),
         };
         let mut deadline: Option<Instant> = None;
+        // bytes handed over by `preload` are parsed before anything is read
+        let mut parse_first = !self.buf.is_empty();
+        if parse_first {
+            let limit = self.read_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT);
+            deadline = Some(Instant::now() + limit);
+        }
         loop {
+            if parse_first {
+                parse_first = false;
+                if let Some(done) = self.parse_request_head().await {
+                    return done;
+                }
+                continue;
+            }
             // The first read of a fresh session lands in a buffer on the stack
             // of the `poll` call (not in this future) and is copied to a heap
             // buffer of just its size: an idle keep-alive connection, waiting
@@ -192,21 +215,29 @@ impl HttpSession {
                 let limit = self.read_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT);
                 deadline = Some(Instant::now() + limit);
             }
-            match head::parse_request(&mut self.buf) {
-                Ok(None) => continue,
-                Ok(Some((req, raw))) => {
-                    let len = raw.len();
-                    if let Err(e) = self.accept_request(req, raw) {
-                        Box::pin(self.reject(error_status(&e))).await;
-                        return Err(e.into_down());
-                    }
-                    return Ok(Some(len));
-                }
-                Err(e) => {
-                    debug!("bad request head: {e}");
+            if let Some(done) = self.parse_request_head().await {
+                return done;
+            }
+        }
+    }
+
+    /// Parse the request head from the bytes read so far: `None` when more
+    /// are needed, else what [`Self::read_request`] returns.
+    async fn parse_request_head(&mut self) -> Option<Result<Option<usize>>> {
+        match head::parse_request(&mut self.buf) {
+            Ok(None) => None,
+            Ok(Some((req, raw))) => {
+                let len = raw.len();
+                if let Err(e) = self.accept_request(req, raw) {
                     Box::pin(self.reject(error_status(&e))).await;
-                    return Err(e.into_down());
+                    return Some(Err(e.into_down()));
                 }
+                Some(Ok(Some(len)))
+            }
+            Err(e) => {
+                debug!("bad request head: {e}");
+                Box::pin(self.reject(error_status(&e))).await;
+                Some(Err(e.into_down()))
             }
         }
     }
@@ -541,22 +572,28 @@ impl HttpSession {
 
     /// Facts about the connection.
     pub fn digest(&self) -> &Digest {
-        &self.digest
+        self.digest
+            .get_or_init(|| stream_digest(&self.underlying_stream))
     }
 
     /// Facts about the connection, mutable.
     pub fn digest_mut(&mut self) -> &mut Digest {
-        &mut self.digest
+        self.digest();
+        match self.digest.get_mut() {
+            Some(digest) => digest,
+            // initialized by `digest()` right above
+            None => unreachable!("digest initialized above"),
+        }
     }
 
     /// The client's address.
     pub fn client_addr(&self) -> Option<&SocketAddr> {
-        self.digest.socket_digest.as_ref()?.peer_addr()
+        self.digest().socket_digest.as_ref()?.peer_addr()
     }
 
     /// The local address the client connected to.
     pub fn server_addr(&self) -> Option<&SocketAddr> {
-        self.digest.socket_digest.as_ref()?.local_addr()
+        self.digest().socket_digest.as_ref()?.local_addr()
     }
 
     /// Close the connection now: shut its write side down and, when the
