@@ -221,11 +221,7 @@ fn spelled<'a>(
     values.iter().map(move |(name, value)| {
         let case = cases.as_mut().and_then(Iterator::next);
         match case {
-            Some(case)
-                if case
-                    .as_slice()
-                    .eq_ignore_ascii_case(name.as_str().as_bytes()) =>
-            {
+            Some(case) if spells(case.as_slice(), name.as_str().as_bytes()) => {
                 (HeaderNameVariant::Case(case), value)
             }
             _ => {
@@ -234,6 +230,32 @@ fn spelled<'a>(
             }
         }
     })
+}
+
+/// Whether `spelling` is `lower` (a `HeaderName`, always lower case) in some letter case.
+/// Runs for every header written, so it compares eight bytes at a time.
+fn spells(spelling: &[u8], lower: &[u8]) -> bool {
+    /// Lower-case the ASCII capitals of eight bytes at once; other bytes are unchanged.
+    fn lower_word(word: u64) -> u64 {
+        const ONES: u64 = u64::from_le_bytes([1; 8]);
+        const HIGH: u64 = ONES * 0x80;
+        // adding to 7-bit bytes cannot carry into the next byte
+        let low7 = word & !HIGH;
+        let at_least_a = low7 + ONES * (0x80 - b'A' as u64);
+        let past_z = low7 + ONES * (0x80 - b'Z' as u64 - 1);
+        let capitals = at_least_a & !past_z & !word & HIGH;
+        word | (capitals >> 2)
+    }
+    fn word(bytes: &[u8]) -> u64 {
+        let mut buf = [0u8; 8];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        u64::from_le_bytes(buf)
+    }
+    spelling.len() == lower.len()
+        && spelling
+            .chunks(8)
+            .zip(lower.chunks(8))
+            .all(|(s, l)| lower_word(word(s)) == word(l))
 }
 
 /// Pairs of (recorded spelling, value) in wire order; empty without a case map.
@@ -294,5 +316,47 @@ mod tests {
         let mut buf = Vec::new();
         write_h1(Some(&swapped), &values, &mut buf);
         assert_eq!(buf, b"Content-Length: 5\r\nx-A: a\r\n");
+    }
+
+    #[test]
+    fn spelling_comparison_ignores_letter_case_only() {
+        let names = [
+            "a",
+            "x-forwarded-for",
+            "content-length",
+            "x_y^z~1`|",
+            "abcdefgh",
+            "abcdefghi",
+        ];
+        for name in names {
+            assert!(
+                spells(name.to_ascii_uppercase().as_bytes(), name.as_bytes()),
+                "{name}"
+            );
+            assert!(spells(name.as_bytes(), name.as_bytes()), "{name}");
+        }
+        for (spelling, name) in [
+            ("Content-Length", "content-lengti"),
+            ("X-A", "x-a-"),
+            ("X^", "x~"),
+            ("X_", "x\x7f"),
+            ("[", "{"),
+            ("@", "`"),
+            ("ABCDEFGHIJ", "abcdefghik"),
+        ] {
+            assert!(
+                !spells(spelling.as_bytes(), name.as_bytes()),
+                "{spelling} {name}"
+            );
+        }
+        // every byte against every other, at one position of a nine-byte name
+        for a in 0u8..=255 {
+            for b in 0u8..=255 {
+                let spelling = [b'x', b'-', a, b'y', b'z', b'0', b'1', b'2', b'3'];
+                let lower = [b'x', b'-', b, b'y', b'z', b'0', b'1', b'2', b'3'];
+                let expect = a.to_ascii_lowercase() == b;
+                assert_eq!(spells(&spelling, &lower), expect, "{a} {b}");
+            }
+        }
     }
 }
