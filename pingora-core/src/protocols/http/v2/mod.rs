@@ -10,6 +10,7 @@
 pub mod client;
 mod protect;
 pub mod server;
+mod write_batch;
 
 pub use protect::{H2Limits, ResetTracker};
 
@@ -30,9 +31,26 @@ const CONNECTION_SPECIFIC: [HeaderName; 5] = [
     header::UPGRADE,
 ];
 
+/// Whether `headers` hold anything [`strip_connection_headers`] would remove:
+/// one pass over the names instead of a lookup per forbidden name.
+fn has_connection_headers(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| {
+        if name == header::TE {
+            return headers
+                .get_all(header::TE)
+                .iter()
+                .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+        }
+        CONNECTION_SPECIFIC.iter().any(|c| c == name)
+    })
+}
+
 /// Remove what HTTP/2 must not carry: the connection-specific headers, the
 /// headers a `Connection` header names, and `te` unless it is `trailers`.
 pub fn strip_connection_headers(headers: &mut HeaderMap) {
+    if !has_connection_headers(headers) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -71,9 +89,14 @@ pub(crate) fn is_remote_reset(e: &h2::Error, reason: Reason) -> bool {
     e.is_remote() && e.is_reset() && e.reason() == Some(reason)
 }
 
+/// The largest last piece of a body handed to `h2` without waiting for
+/// window: at most this much is held per stream beyond the send buffer.
+const DIRECT_SEND_MAX: usize = 64 * 1024;
+
 /// Send `data` on `stream` as the peer's flow-control window allows; `end`
 /// ends the stream with the last piece. At most the send buffer of the
-/// `h2` connection is held per stream: the call waits for window otherwise.
+/// `h2` connection is held per stream: the call waits for window otherwise
+/// (except for a small last piece, see [`DIRECT_SEND_MAX`]).
 pub(crate) async fn send_flow_controlled(
     stream: &mut SendStream<Bytes>,
     mut data: Bytes,
@@ -82,6 +105,11 @@ pub(crate) async fn send_flow_controlled(
     let write_err = |e| h2_error(e, ErrorType::WriteError, "while sending HTTP/2 data");
     if data.is_empty() {
         return if end { send_end(stream) } else { Ok(()) };
+    }
+    if end && data.len() <= DIRECT_SEND_MAX {
+        // nothing follows: no need to pace the caller, `h2` sends the piece as
+        // the window allows
+        return stream.send_data(data, true).map_err(write_err);
     }
     while !data.is_empty() {
         stream.reserve_capacity(data.len());

@@ -6,6 +6,7 @@
 //! then served on its own, concurrently with the others; the connection task
 //! must keep calling `from_h2_conn` so that the connection makes progress.
 
+use super::write_batch::{BatchedIo, WriteBatch};
 use super::{h2_error, send_end, send_flow_controlled, strip_connection_headers, ResetTracker};
 use crate::protocols::http::body_buffer::FixedBuffer;
 use crate::protocols::http::v1::common::BODY_BUF_LIMIT;
@@ -14,7 +15,7 @@ use crate::protocols::{Digest, SocketAddr, Stream};
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
-use http::{HeaderMap, Method, StatusCode, Version};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 use log::debug;
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -33,7 +34,7 @@ pub type H2Connection<S> = h2::server::Connection<S, Bytes>;
 pub async fn handshake(io: Stream, options: Option<H2Options>) -> Result<H2Connection<Stream>> {
     let options = options.unwrap_or_else(|| super::H2Limits::default().h2_options());
     options
-        .handshake(io)
+        .handshake(BatchedIo::wrap(io))
         .await
         .map_err(|e| h2_error(e, ErrorType::HandshakeError, "HTTP/2 handshake failed"))
 }
@@ -66,7 +67,9 @@ impl HttpSession {
         conn: &mut H2Connection<Stream>,
         digest: Arc<Digest>,
     ) -> Result<Option<Self>> {
-        let Some(accepted) = conn.accept().await else {
+        let mut batch = WriteBatch::default();
+        let accepted = poll_fn(|cx| batch.poll(cx, |cx| conn.poll_accept(cx))).await;
+        let Some(accepted) = accepted else {
             return Ok(None);
         };
         let (req, send_response) = accepted
@@ -86,8 +89,9 @@ impl HttpSession {
         request_header.set_send_end_stream(request_body.is_end_stream());
         // code written for HTTP/1 looks for `Host`: mirror `:authority` there
         if !request_header.headers.contains_key(http::header::HOST) {
-            if let Some(authority) = request_header.uri.authority().map(|a| a.to_string()) {
-                let _ = request_header.insert_header(http::header::HOST, authority);
+            let authority = request_header.uri.authority();
+            if let Some(host) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                let _ = request_header.insert_header(http::header::HOST, host);
             }
         }
         HttpSession {
