@@ -223,14 +223,7 @@ fn prelude_exports() {
 
 #[test]
 fn hostile_input_never_panics() {
-    // Deterministic xorshift so failures reproduce.
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
     const ALPHABET: &[u8] = b"/?#*:@%[]-._~ aZ09\r\n\t\x00\x7f\x80\xff";
     for _ in 0..20_000 {
         let len = (next() % 24) as usize;
@@ -251,13 +244,7 @@ fn hostile_input_never_panics() {
 
 #[test]
 fn random_mutations_keep_spellings_paired_with_values() {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x2545_F491_4F6C_DD1D);
     const NAMES: [&str; 8] = ["a", "A", "b", "B", "c", "X-Y", "x-y", "Content-Length"];
     let mut resp = ResponseHeader::build(200, None).unwrap();
     for i in 0..5_000u32 {
@@ -282,13 +269,7 @@ fn random_mutations_keep_spellings_paired_with_values() {
 fn spellings_match_a_lock_step_reference_map() {
     // Reference: a second map that receives the same operations, so it orders spellings
     // exactly as the value map orders values.
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
     const NAMES: [&str; 14] = [
         "a",
         "A",
@@ -381,4 +362,14 @@ fn long_lines_written_whole_into_any_buffer() {
         &buf[..],
         format!("Content-Length: 3\r\nx-long: {long}\r\n").as_bytes()
     );
+}
+
+/// A deterministic pseudo-random sequence (xorshift64), so failures reproduce.
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
 }
