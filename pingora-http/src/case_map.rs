@@ -263,13 +263,11 @@ pub(crate) fn case_iter<'a>(
     case_map: Option<&'a CaseMap>,
     values: &'a HMap,
 ) -> impl Iterator<Item = (&'a CaseHeaderName, &'a HeaderValue)> + 'a {
-    let recorded = case_map.is_some_and(|case_map| case_map.len() == values.len());
-    spelled(case_map, values)
-        .take_while(move |_| recorded)
-        .filter_map(|(name, value)| match name {
-            HeaderNameVariant::Case(case) => Some((case, value)),
-            HeaderNameVariant::Titled(_) => None,
-        })
+    // without a usable case map every header comes out `Titled`, so nothing is yielded
+    spelled(case_map, values).filter_map(|(name, value)| match name {
+        HeaderNameVariant::Case(case) => Some((case, value)),
+        HeaderNameVariant::Titled(_) => None,
+    })
 }
 
 /// Call `f` for every header, in wire order, with the spelling that would go on the wire.

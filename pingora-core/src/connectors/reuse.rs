@@ -276,13 +276,7 @@ mod tests {
 
     #[tokio::test]
     async fn socket_closed_by_peer_is_caught() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let (server, _) = listener.accept().await.expect("accept");
-        let mut stream: Stream = Box::new(crate::protocols::l4::stream::Stream::from(client));
+        let (mut stream, server) = tcp_pair().await;
         assert!(test_reusable_stream(&mut stream));
         drop(server);
         // Block the runtime so its reactor cannot learn about the FIN: only
