@@ -5,12 +5,13 @@
 //!   a `ServerApp`;
 //! * [`http_app::ServeHttp`]: just map a request to a response.
 
+mod h2c;
 pub mod http_app;
 pub mod prometheus_http_app;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
-use log::{debug, warn};
+use log::debug;
 use pin_project_lite::pin_project;
 use pingora_timeout::fast_timeout::FastTimeout;
 use std::future::Future;
@@ -21,19 +22,17 @@ use std::time::Duration;
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
-use crate::protocols::http::v1::common::{stream_digest, DEFAULT_IDLE_TIMEOUT};
+use crate::protocols::http::v1::common::DEFAULT_IDLE_TIMEOUT;
 use crate::protocols::http::v1::server::{read_first, HttpSession as SessionV1};
-use crate::protocols::http::v2::server::{self as h2_server, H2Options};
-use crate::protocols::http::v2::{H2Limits, ResetTracker};
+use crate::protocols::http::v2::server::H2Options;
+use crate::protocols::http::v2::H2Limits;
 use crate::protocols::http::ServerSession;
 use crate::protocols::{Stream, ALPN};
 use crate::server::{ShutdownWatch, SHUTDOWN_IDLE_TIMEOUT};
+use h2c::{serve_h2, starts_with_h2_preface};
 
 /// The idle timeout (seconds) a new HTTP/1 connection starts with.
 const DEFAULT_KEEPALIVE_SECS: u64 = 60;
-
-/// The connection preface every HTTP/2 client sends first (RFC 9113 §3.4).
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// An application that handles whole connections (TCP, Unix socket, TLS).
 #[async_trait]
@@ -154,120 +153,6 @@ pub trait HttpServerApp {
 
     /// Called once, after the service stopped accepting connections.
     async fn http_cleanup(&self) {}
-}
-
-/// How many times a preface that arrived only in part is peeked at again.
-const PREFACE_PEEK_TRIES: usize = 50;
-
-/// Whether the connection starts with the HTTP/2 preface. Waits for the
-/// first bytes, and for more while what came is a strict prefix of the
-/// preface (up to about half a second); `None` means the peer closed or the
-/// read failed.
-async fn starts_with_h2_preface(stream: &mut Stream) -> Option<bool> {
-    for _ in 0..PREFACE_PEEK_TRIES {
-        // the preface holds no NUL byte: the first NUL ends what was peeked
-        let mut buf = [0u8; H2_PREFACE.len()];
-        match stream.try_peek(&mut buf).await {
-            // a stream that cannot peek is served as HTTP/1
-            Ok(false) => return Some(false),
-            Ok(true) => {}
-            Err(e) => {
-                // common when a reused HTTP/1 connection is closed by the client
-                debug!("read error while peeking for the h2c preface: {e}");
-                return None;
-            }
-        }
-        let got = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-        if got == H2_PREFACE.len() || got == 0 || buf[..got] != H2_PREFACE[..got] {
-            return Some(buf == H2_PREFACE);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Some(false)
-}
-
-/// Serve an HTTP/2 connection: accept its streams and run each one as an
-/// HTTP session of `app` in its own task, until the client closes the
-/// connection, the server shuts down (GOAWAY, in-flight streams finish) or
-/// the client resets streams faster than allowed (GOAWAY `ENHANCE_YOUR_CALM`).
-async fn serve_h2<T>(app: &Arc<T>, stream: Stream, shutdown: &ShutdownWatch)
-where
-    T: HttpServerApp + Send + Sync + 'static,
-{
-    let limits = app
-        .server_options()
-        .map(|o| o.h2_limits)
-        .unwrap_or_default();
-    let options = app.h2_options().unwrap_or_else(|| limits.h2_options());
-    let digest = Arc::new(*stream_digest(&stream));
-    let mut conn = match h2_server::handshake(stream, Some(options)).await {
-        Ok(c) => c,
-        Err(e) => {
-            debug!("HTTP/2 handshake with a client failed: {e}");
-            return;
-        }
-    };
-    let resets = Arc::new(ResetTracker::new(
-        limits.max_resets_per_window,
-        limits.reset_window,
-    ));
-    let mut shutdown_rx = shutdown.clone();
-    let mut going_away = *shutdown.borrow();
-    if going_away {
-        conn.graceful_shutdown();
-    }
-    // after an abusive client got its GOAWAY, give the connection this long
-    // to flush it before dropping it
-    let mut abort_deadline: Option<tokio::time::Instant> = None;
-    loop {
-        let accept = h2_server::HttpSession::from_h2_conn(&mut conn, digest.clone());
-        let next = tokio::select! {
-            next = accept => next,
-            _ = shutdown_rx.changed(), if !going_away => {
-                debug!("shutting down: GOAWAY to an HTTP/2 client");
-                conn.graceful_shutdown();
-                going_away = true;
-                continue;
-            }
-            _ = sleep_until_opt(abort_deadline) => break,
-        };
-        match next {
-            Ok(Some(mut session)) => {
-                session.set_reset_tracker(resets.clone());
-                // a stream cancelled before it started costs nothing more
-                if !session.poll_client_reset() && abort_deadline.is_none() {
-                    let app = app.clone();
-                    let shutdown = shutdown.clone();
-                    tokio::spawn(async move {
-                        let session = ServerSession::new_http2(session);
-                        app.process_new_http(session, &shutdown).await;
-                    });
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                debug!("HTTP/2 connection with a client ended: {e}");
-                break;
-            }
-        }
-        if abort_deadline.is_none() && resets.exceeded() {
-            warn!(
-                "HTTP/2 client reset more than {} streams in {:?}: GOAWAY",
-                limits.max_resets_per_window, limits.reset_window
-            );
-            conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
-            going_away = true;
-            abort_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(1));
-        }
-    }
-}
-
-/// Sleep until `deadline`, or forever without one.
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Wake the HTTP/1 connections waiting for their next request when a service
@@ -483,19 +368,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn preface_split_over_writes_is_recognised() {
-        let (mut c, mut s) = pair().await;
-        c.write_all(&H2_PREFACE[..10]).await.expect("write");
-        let rest = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(60)).await;
-            c.write_all(&H2_PREFACE[10..]).await.expect("write");
-            c
-        });
-        assert_eq!(starts_with_h2_preface(&mut s).await, Some(true));
-        drop(rest.await);
-    }
-
-    #[tokio::test]
     async fn waiting_for_a_request_returns_its_first_bytes() {
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         let (mut c, mut s) = pair().await;
@@ -544,18 +416,5 @@ mod tests {
         assert!(waited >= SHUTDOWN_IDLE_TIMEOUT, "{waited:?}");
         assert!(waited < SHUTDOWN_IDLE_TIMEOUT * 3, "{waited:?}");
         drop(notice.await);
-    }
-
-    #[tokio::test]
-    async fn http1_is_not_taken_for_the_preface() {
-        let (mut c, mut s) = pair().await;
-        c.write_all(b"PUT / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .expect("write");
-        assert_eq!(starts_with_h2_preface(&mut s).await, Some(false));
-        // a partial preface that never completes is not HTTP/2 either
-        let (mut c, mut s) = pair().await;
-        c.write_all(b"PRI * HTTP/2.0\r\n").await.expect("write");
-        assert_eq!(starts_with_h2_preface(&mut s).await, Some(false));
     }
 }
