@@ -76,6 +76,29 @@ pub(crate) fn append(
     name: impl IntoCaseHeaderName,
     value: HeaderValue,
 ) -> Result<bool> {
+    append_inline(case_map, values, name, value)
+}
+
+/// [`append`] for every header of a received head, in order: one loop with the per-header
+/// work inlined, as this runs for every header of every message parsed.
+pub(crate) fn append_all(
+    mut case_map: Option<&mut CaseMap>,
+    values: &mut HMap,
+    headers: impl Iterator<Item = (bytes::Bytes, HeaderValue)>,
+) -> Result<()> {
+    for (name, value) in headers {
+        append_inline(case_map.as_deref_mut(), values, name, value)?;
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn append_inline(
+    case_map: Option<&mut CaseMap>,
+    values: &mut HMap,
+    name: impl IntoCaseHeaderName,
+    value: HeaderValue,
+) -> Result<bool> {
     check_room(values)?;
     let (case, name) = name.into_case_and_header_name(Internal(()))?;
     let existed = values
@@ -233,9 +256,11 @@ fn spelled<'a>(
 }
 
 /// Whether `spelling` is `lower` (a `HeaderName`, always lower case) in some letter case.
-/// Runs for every header written, so it compares eight bytes at a time.
+/// Runs for every header written, so it compares eight bytes at a time: whole words, then one
+/// last word overlapping the previous one (no partial-word copies).
 fn spells(spelling: &[u8], lower: &[u8]) -> bool {
     /// Lower-case the ASCII capitals of eight bytes at once; other bytes are unchanged.
+    #[inline(always)]
     fn lower_word(word: u64) -> u64 {
         const ONES: u64 = u64::from_le_bytes([1; 8]);
         const HIGH: u64 = ONES * 0x80;
@@ -246,16 +271,43 @@ fn spells(spelling: &[u8], lower: &[u8]) -> bool {
         let capitals = at_least_a & !past_z & !word & HIGH;
         word | (capitals >> 2)
     }
-    fn word(bytes: &[u8]) -> u64 {
+    /// The `W` bytes at `at`, zero-extended (zero bytes are not capitals).
+    #[inline(always)]
+    fn word<const W: usize>(bytes: &[u8], at: usize) -> Option<u64> {
+        let chunk: [u8; W] = bytes.get(at..at + W)?.try_into().ok()?;
         let mut buf = [0u8; 8];
-        buf[..bytes.len()].copy_from_slice(bytes);
-        u64::from_le_bytes(buf)
+        buf[..W].copy_from_slice(&chunk);
+        Some(u64::from_le_bytes(buf))
     }
-    spelling.len() == lower.len()
-        && spelling
-            .chunks(8)
-            .zip(lower.chunks(8))
-            .all(|(s, l)| lower_word(word(s)) == word(l))
+    #[inline(always)]
+    fn same<const W: usize>(spelling: &[u8], lower: &[u8], at: usize) -> bool {
+        match (word::<W>(spelling, at), word::<W>(lower, at)) {
+            (Some(s), Some(l)) => lower_word(s) == l,
+            // out of range: the callers only pass offsets within both slices
+            _ => false,
+        }
+    }
+    let n = spelling.len();
+    if n != lower.len() {
+        return false;
+    }
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 < n {
+            if !same::<8>(spelling, lower, at) {
+                return false;
+            }
+            at += 8;
+        }
+        same::<8>(spelling, lower, n - 8)
+    } else if n >= 4 {
+        same::<4>(spelling, lower, 0) && same::<4>(spelling, lower, n - 4)
+    } else {
+        spelling
+            .iter()
+            .zip(lower)
+            .all(|(s, l)| s.to_ascii_lowercase() == *l)
+    }
 }
 
 /// Pairs of (recorded spelling, value) in wire order; empty without a case map.
@@ -289,10 +341,88 @@ pub(crate) fn write_h1(case_map: Option<&CaseMap>, values: &HMap, buf: &mut impl
             HeaderNameVariant::Case(case) => case.as_slice(),
             HeaderNameVariant::Titled(titled) => titled.as_bytes(),
         };
+        put_h1_line(buf, name, value.as_bytes());
+    }
+}
+
+/// Write `name: value\r\n`.
+///
+/// Runs for every header of every message written. When the buffer's spare room holds the
+/// whole line (the usual case: callers reserve ahead) the line is stored with one bounds check
+/// and no calls for short fields, instead of four `put_slice` calls each checking capacity and
+/// calling `memcpy`; otherwise `put_slice` grows the buffer.
+#[inline]
+pub(crate) fn put_h1_line(buf: &mut impl BufMut, name: &[u8], value: &[u8]) {
+    let len = name.len() + value.len() + 4;
+    let room = buf.chunk_mut();
+    if room.len() >= len {
+        let dst = room.as_mut_ptr();
+        // SAFETY: `dst` has `len` writable bytes (checked above), which is exactly what is
+        // written; `name` and `value` are not part of `buf` (it is borrowed mutably while they
+        // are borrowed), so source and destination cannot overlap. The `len` bytes are then
+        // initialized, which is what `advance_mut` requires.
+        unsafe {
+            copy_short(name, dst);
+            let sep = dst.add(name.len());
+            sep.cast::<[u8; 2]>().write_unaligned(*b": ");
+            copy_short(value, sep.add(2));
+            sep.add(2 + value.len())
+                .cast::<[u8; 2]>()
+                .write_unaligned(*b"\r\n");
+            buf.advance_mut(len);
+        }
+    } else {
         buf.put_slice(name);
         buf.put_slice(b": ");
-        buf.put_slice(value.as_bytes());
+        buf.put_slice(value);
         buf.put_slice(b"\r\n");
+    }
+}
+
+/// Copy `src` to `dst`: up to 32 bytes as two overlapping loads and stores of one width,
+/// longer ones with `memcpy`. Header names and most values are short, and a call to `memcpy`
+/// costs more than the copy.
+///
+/// # Safety
+/// `dst` must be valid for `src.len()` bytes of writes and must not overlap `src`.
+#[inline(always)]
+unsafe fn copy_short(src: &[u8], dst: *mut u8) {
+    let n = src.len();
+    let s = src.as_ptr();
+    // SAFETY (all branches): every read lies within `src` and every write within the
+    // `n` bytes at `dst`, which the caller guarantees; unaligned accesses are used throughout
+    unsafe {
+        if n >= 16 {
+            if n > 32 {
+                std::ptr::copy_nonoverlapping(s, dst, n);
+            } else {
+                let (a, b) = (
+                    s.cast::<u128>().read_unaligned(),
+                    s.add(n - 16).cast::<u128>().read_unaligned(),
+                );
+                dst.cast::<u128>().write_unaligned(a);
+                dst.add(n - 16).cast::<u128>().write_unaligned(b);
+            }
+        } else if n >= 8 {
+            let (a, b) = (
+                s.cast::<u64>().read_unaligned(),
+                s.add(n - 8).cast::<u64>().read_unaligned(),
+            );
+            dst.cast::<u64>().write_unaligned(a);
+            dst.add(n - 8).cast::<u64>().write_unaligned(b);
+        } else if n >= 4 {
+            let (a, b) = (
+                s.cast::<u32>().read_unaligned(),
+                s.add(n - 4).cast::<u32>().read_unaligned(),
+            );
+            dst.cast::<u32>().write_unaligned(a);
+            dst.add(n - 4).cast::<u32>().write_unaligned(b);
+        } else if n > 0 {
+            // 1..=3 bytes: first, middle and last cover them all
+            *dst = *s;
+            *dst.add(n / 2) = *s.add(n / 2);
+            *dst.add(n - 1) = *s.add(n - 1);
+        }
     }
 }
 
@@ -314,6 +444,32 @@ mod tests {
         let mut buf = Vec::new();
         write_h1(Some(&swapped), &values, &mut buf);
         assert_eq!(buf, b"Content-Length: 5\r\nx-A: a\r\n");
+    }
+
+    /// Every short-copy width, with the line fitting the spare room exactly, not quite
+    /// fitting (the `put_slice` path), and after other content.
+    #[test]
+    fn h1_lines_of_every_length() {
+        let src: Vec<u8> = (0..80u8).map(|i| b'!' + i).collect();
+        for n in 0..src.len() {
+            for v in [0, 1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 79] {
+                let (name, value) = (&src[..n], &src[80 - v..]);
+                let mut want = name.to_vec();
+                want.extend_from_slice(b": ");
+                want.extend_from_slice(value);
+                want.extend_from_slice(b"\r\n");
+                for room in [0, 1, want.len() - 1, want.len(), want.len() + 9] {
+                    let mut buf = bytes::BytesMut::with_capacity(3 + room);
+                    buf.put_slice(b"abc");
+                    put_h1_line(&mut buf, name, value);
+                    assert_eq!(&buf[..3], b"abc");
+                    assert_eq!(&buf[3..], &want[..], "{n} {v} {room}");
+                }
+                let mut vec = Vec::new();
+                put_h1_line(&mut vec, name, value);
+                assert_eq!(vec, want);
+            }
+        }
     }
 
     #[test]
@@ -347,13 +503,29 @@ mod tests {
                 "{spelling} {name}"
             );
         }
-        // every byte against every other, at one position of a nine-byte name
-        for a in 0u8..=255 {
-            for b in 0u8..=255 {
-                let spelling = [b'x', b'-', a, b'y', b'z', b'0', b'1', b'2', b'3'];
-                let lower = [b'x', b'-', b, b'y', b'z', b'0', b'1', b'2', b'3'];
-                let expect = a.to_ascii_lowercase() == b;
-                assert_eq!(spells(&spelling, &lower), expect, "{a} {b}");
+        // one differing byte at every position of names of every length
+        for len in 1..=40 {
+            let lower: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(spells(&lower.to_ascii_uppercase(), &lower), "{len}");
+            for at in 0..len {
+                let mut spelling = lower.to_ascii_uppercase();
+                spelling[at] = b'-';
+                assert!(!spells(&spelling, &lower), "{len} {at}");
+                spelling[at] = lower[at] + 1;
+                assert!(!spells(&spelling, &lower), "{len} {at}");
+            }
+        }
+        // every byte against every other, at one position of names taking each path
+        for len in [3, 5, 9] {
+            for a in 0u8..=255 {
+                for b in 0u8..=255 {
+                    let mut spelling = b"x-?yz0123".to_vec();
+                    let mut lower = spelling.clone();
+                    (spelling[2], lower[2]) = (a, b);
+                    let (spelling, lower) = (&spelling[..len], &lower[..len]);
+                    let expect = a.to_ascii_lowercase() == b;
+                    assert_eq!(spells(spelling, lower), expect, "{len} {a} {b}");
+                }
             }
         }
     }

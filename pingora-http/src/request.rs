@@ -11,6 +11,12 @@ use http::Uri;
 use pingora_error::{ErrorType::InvalidHTTPHeader, OrErr, Result};
 use std::ops::Deref;
 
+/// A request-target handed to a constructor.
+enum Target<'a> {
+    Borrowed(&'a [u8]),
+    Shared(&'a bytes::Bytes),
+}
+
 /// An HTTP request header: method, target, version and headers.
 ///
 /// Reads go through [`Deref`] to [`http::request::Parts`] (`req.method`, `req.uri`,
@@ -47,14 +53,17 @@ impl RequestHeader {
     #[inline]
     fn build_inner(
         method: impl TryInto<Method>,
-        path: &[u8],
+        path: Target<'_>,
         size_hint: Option<usize>,
         case: bool,
     ) -> Result<Self> {
         let method = method
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid method")?;
-        let (uri, raw_target) = target::parse(path)?;
+        let (uri, raw_target) = match path {
+            Target::Borrowed(path) => target::parse(path)?,
+            Target::Shared(path) => target::parse_shared(path)?,
+        };
         let capacity = capacity_for(size_hint);
         let mut base = http::Request::new(()).into_parts().0;
         base.method = method;
@@ -79,7 +88,18 @@ impl RequestHeader {
         path: &[u8],
         size_hint: Option<usize>,
     ) -> Result<Self> {
-        Self::build_inner(method, path, size_hint, true)
+        Self::build_inner(method, Target::Borrowed(path), size_hint, true)
+    }
+
+    /// [`Self::build`] for a request-target that is a slice of a received head: the usual
+    /// origin-form target is then kept without a copy. Same result as [`Self::build`].
+    #[doc(hidden)]
+    pub fn build_shared(
+        method: impl TryInto<Method>,
+        path: &bytes::Bytes,
+        size_hint: Option<usize>,
+    ) -> Result<Self> {
+        Self::build_inner(method, Target::Shared(path), size_hint, true)
     }
 
     /// Create a request that does not record header-name case.
@@ -91,7 +111,7 @@ impl RequestHeader {
         path: &[u8],
         size_hint: Option<usize>,
     ) -> Result<Self> {
-        Self::build_inner(method, path, size_hint, false)
+        Self::build_inner(method, Target::Borrowed(path), size_hint, false)
     }
 
     /// Add a header value, keeping existing values under the same name.
@@ -111,6 +131,21 @@ impl RequestHeader {
             &mut self.base.headers,
             name,
             value,
+        )
+    }
+
+    /// Append the header fields of a received head, in order: the same as
+    /// [`Self::append_header`] for each, done in one loop (the parsers call it for every
+    /// message). Stops at the first error.
+    #[doc(hidden)]
+    pub fn append_parsed_headers(
+        &mut self,
+        headers: impl Iterator<Item = (bytes::Bytes, HeaderValue)>,
+    ) -> Result<()> {
+        case_map::append_all(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            headers,
         )
     }
 
@@ -238,13 +273,8 @@ impl RequestHeader {
 
     /// Clone into a plain [`http::request::Parts`] (header case and a non-URI target are lost).
     pub fn as_owned_parts(&self) -> ReqParts {
-        let mut parts = http::Request::new(()).into_parts().0;
-        parts.method = self.base.method.clone();
-        parts.uri = self.base.uri.clone();
-        parts.version = self.base.version;
-        parts.headers = self.base.headers.clone();
-        parts.extensions = self.base.extensions.clone();
-        parts
+        // cloned field by field in place: no default parts built and then overwritten
+        self.base.clone()
     }
 }
 

@@ -92,6 +92,21 @@ impl ResponseHeader {
         )
     }
 
+    /// Append the header fields of a received head, in order: the same as
+    /// [`Self::append_header`] for each, done in one loop (the parsers call it for every
+    /// message). Stops at the first error.
+    #[doc(hidden)]
+    pub fn append_parsed_headers(
+        &mut self,
+        headers: impl Iterator<Item = (bytes::Bytes, HeaderValue)>,
+    ) -> Result<()> {
+        case_map::append_all(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            headers,
+        )
+    }
+
     /// Set a header, replacing every existing value under the same (case-insensitive) name.
     pub fn insert_header(
         &mut self,
@@ -190,12 +205,8 @@ impl ResponseHeader {
 
     /// Clone into a plain [`http::response::Parts`] (header case and reason phrase are lost).
     pub fn as_owned_parts(&self) -> RespParts {
-        let mut parts = http::Response::new(()).into_parts().0;
-        parts.status = self.base.status;
-        parts.version = self.base.version;
-        parts.headers = self.base.headers.clone();
-        parts.extensions = self.base.extensions.clone();
-        parts
+        // cloned field by field in place: no default parts built and then overwritten
+        self.base.clone()
     }
 
     /// Set `Content-Length` to `len`, replacing any previous value.

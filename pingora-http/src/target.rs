@@ -1,6 +1,7 @@
 //! Parsing of HTTP/1 request-targets (RFC 9112 section 3.2) into a [`Uri`] plus, when the
 //! [`Uri`] cannot reproduce them byte for byte, the original bytes.
 
+use bytes::Bytes;
 use http::uri::{PathAndQuery, Uri};
 use pingora_error::{ErrorType::InvalidHTTPHeader, OrErr, Result};
 use std::fmt::Write;
@@ -63,6 +64,22 @@ pub(crate) fn parse(target: &[u8]) -> Result<(Uri, RawTarget)> {
             Ok((uri, RawTarget::NonUtf8(target.into())))
         }
     }
+}
+
+/// [`parse`] for a target that is a slice of a received head: the usual origin-form target
+/// becomes the URI's path-and-query without a copy (it shares the head's buffer, as the
+/// header values do). Every other target takes [`parse`]; the result is the same either way.
+pub(crate) fn parse_shared(target: &Bytes) -> Result<(Uri, RawTarget)> {
+    let origin =
+        matches!(target.first(), Some(b'/' | b'?')) && target.is_ascii() && !target.contains(&b'#');
+    if !origin {
+        return parse(target);
+    }
+    let path_and_query = PathAndQuery::from_maybe_shared(target.clone())
+        .or_err_with(InvalidHTTPHeader, || {
+            format!("invalid request target {}", String::from_utf8_lossy(target))
+        })?;
+    Ok((Uri::from(path_and_query), RawTarget::FromUri))
 }
 
 fn parse_str(text: &str, raw: &[u8]) -> Result<(Uri, RawTarget)> {
@@ -150,6 +167,43 @@ mod tests {
         assert_eq!(uri.path(), "/Hello%F0%90%80World");
         assert!(!raw.is_utf8());
         assert_eq!(raw.bytes(), Some(&raw_target[..]));
+    }
+
+    /// The copy-free path gives what [`parse`] gives, for every kind of target.
+    #[test]
+    fn shared_targets_parse_the_same() {
+        let targets: [&[u8]; 19] = [
+            b"/",
+            b"/a/b?c=d",
+            b"*",
+            b"/%20x",
+            b"?q=1",
+            b"/a#frag",
+            b"",
+            b"http://example.com:8080/p?q",
+            b"example.com:443",
+            b"/Hello\xF0\x90\x80World",
+            b"a b",
+            b"\x00",
+            b"/\r\n",
+            b"/a b",
+            b"/\x7f",
+            b"/{}|",
+            b"http://",
+            b"\xFF",
+            b"/\xFF",
+        ];
+        for t in targets {
+            let shared = parse_shared(&Bytes::copy_from_slice(t));
+            match (parse(t), shared) {
+                (Ok((uri, raw)), Ok((shared_uri, shared_raw))) => {
+                    assert_eq!(uri, shared_uri, "{t:?}");
+                    assert_eq!(raw, shared_raw, "{t:?}");
+                }
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("{t:?}: {:?} vs {:?}", a.is_ok(), b.is_ok()),
+            }
+        }
     }
 
     #[test]

@@ -161,9 +161,9 @@ pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>>
     let head = buf.split_to(len).freeze();
     // a token (httparse checked), so `Method` can take the bytes without a UTF-8 check
     let method = &head[method.0..method.0 + method.1];
-    let mut req = Box::new(RequestHeader::build(
+    let mut req = Box::new(RequestHeader::build_shared(
         method,
-        &head[path.0..path.0 + path.1],
+        &slice(&head, path),
         Some(n_fields),
     )?);
     req.set_version(if version == 0 {
@@ -171,12 +171,29 @@ pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>>
     } else {
         Version::HTTP_11
     });
-    for r in fields(&refs, n_fields) {
-        add_field(&head, r, scan.ascii, |n, v| {
-            req.append_header(n, v).map(|_| ())
-        })?;
+    if scan.ascii {
+        req.append_parsed_headers(ascii_fields(&head, &refs, n_fields))?;
+    } else {
+        for r in fields(&refs, n_fields) {
+            add_field(&head, r, false, |n, v| req.append_header(n, v).map(|_| ()))?;
+        }
     }
     Ok(Some((req, head)))
+}
+
+/// The fields of an all-ASCII head as (name, value), both slices of `head`.
+fn ascii_fields<'a>(
+    head: &'a Bytes,
+    refs: &'a FieldRefs,
+    n: usize,
+) -> impl Iterator<Item = (Bytes, HeaderValue)> + 'a {
+    fields(refs, n).map(move |r| {
+        // SAFETY: the head is ASCII, which is valid UTF-8 (the requirement of the unchecked
+        // constructor), and httparse already refused every byte a header value may not hold
+        // (controls other than HTAB, DEL)
+        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(slice(head, r.value)) };
+        (slice(head, r.name), value)
+    })
 }
 
 fn add_field(
@@ -247,10 +264,12 @@ pub(super) fn parse_response(buf: &mut BytesMut) -> Result<Parsed<ResponseHeader
             }
         }
     }
-    for r in fields(&refs, n_fields) {
-        add_field(&head, r, scan.ascii, |n, v| {
-            resp.append_header(n, v).map(|_| ())
-        })?;
+    if scan.ascii {
+        resp.append_parsed_headers(ascii_fields(&head, &refs, n_fields))?;
+    } else {
+        for r in fields(&refs, n_fields) {
+            add_field(&head, r, false, |n, v| resp.append_header(n, v).map(|_| ()))?;
+        }
     }
     Ok(Some((resp, head)))
 }
@@ -258,9 +277,13 @@ pub(super) fn parse_response(buf: &mut BytesMut) -> Result<Parsed<ResponseHeader
 /// Serialize a response head as HTTP/1.1 into `buf`.
 pub(crate) fn write_response_head(resp: &ResponseHeader, buf: &mut BytesMut) {
     buf.reserve(64 + resp.headers.len() * 32);
-    buf.put_slice(b"HTTP/1.1 ");
-    buf.put_slice(resp.status.as_str().as_bytes());
-    buf.put_u8(b' ');
+    // "HTTP/1.1 200 " as one copy: a status code always has three digits
+    let mut start = *b"HTTP/1.1 000 ";
+    match <&[u8; 3]>::try_from(resp.status.as_str().as_bytes()) {
+        Ok(code) => start[9..12].copy_from_slice(code),
+        Err(_) => start[9..12].copy_from_slice(b"500"),
+    }
+    buf.put_slice(&start);
     if let Some(reason) = resp.get_reason_phrase() {
         buf.put_slice(reason.as_bytes());
     }
