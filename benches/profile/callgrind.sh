@@ -5,6 +5,9 @@
 #   BODY=65536 REQS=2000 benches/profile/callgrind.sh
 #   OUT=/tmp/cg.out benches/profile/callgrind.sh  # keep the profile for callgrind_annotate
 #   PROXY=nginx benches/profile/callgrind.sh      # the same figure for nginx as the proxy
+#   PROXY=haproxy benches/profile/callgrind.sh    # ... and for haproxy (one thread)
+#   H2=1 benches/profile/callgrind.sh             # h2c with prior knowledge, 10 conns x 10 streams
+#                                                 # (combine with PROXY=nginx / PROXY=haproxy)
 #
 # Starts an nginx origin and the release load_balancer example under valgrind, warms up,
 # zeroes the counters, sends exactly REQS requests with h2load (HTTP/1.1, CONNS connections)
@@ -41,7 +44,7 @@ if [ -z "${NO_BUILD:-}" ]; then
 fi
 BIN="${BIN:-$ROOT/target/release/examples/load_balancer}"
 
-ORIGIN_PORT="$(free_port)"; PROXY_PORT="$(free_port)"
+ORIGIN_PORT="$(free_port)"; PROXY_PORT="$(free_port)"; H2_PORT="$(free_port)"
 mkdir -p "$WORK/www" "$WORK/tmp"
 head -c "$BODY" /dev/zero | tr '\0' 'a' >"$WORK/www/index.html"
 chmod 755 "$WORK" "$WORK/www"; chmod 644 "$WORK/www/index.html"; chmod 1777 "$WORK/tmp"
@@ -50,25 +53,47 @@ nginx -e "$WORK/origin.error.log" -p "$WORK" -c "$WORK/origin.conf" &
 PIDS+=($!)
 wait_port "$ORIGIN_PORT"
 
-if [ "${PROXY:-ours}" = nginx ]; then
+case "${PROXY:-ours}" in
+nginx)
     # the same measurement of the reference proxy (its one-process configuration of the suite)
     sed -e "s#@DIR@#$WORK#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" -e "s#@NGINX_PORT@#$PROXY_PORT#g" \
-        -e "s#@NGINX_H2_PORT@#$(free_port)#g" "$HERE/../load/proxy.nginx.conf.in" >"$WORK/proxy.conf"
+        -e "s#@NGINX_H2_PORT@#$H2_PORT#g" "$HERE/../load/proxy.nginx.conf.in" >"$WORK/proxy.conf"
     valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
         nginx -e "$WORK/proxy.error.log" -p "$WORK" -c "$WORK/proxy.conf" >"$WORK/proxy.log" 2>&1 &
-else
+    ;;
+haproxy)
+    # the suite's one-thread haproxy; -db keeps it in the foreground (a single process)
+    sed -e "s#@DIR@#$WORK#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" -e "s#@HAPROXY_PORT@#$PROXY_PORT#g" \
+        -e "s#@HAPROXY_H2_PORT@#$H2_PORT#g" -e "s#@HAPROXY_MAXCONN@#1000#g" \
+        "$HERE/../load/proxy.haproxy.cfg.in" >"$WORK/haproxy.cfg"
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+        haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/proxy.log" 2>&1 &
+    ;;
+*)
+    # the h2c listener only when it is measured, so the HTTP/1 figure stays comparable
+    if [ -n "${H2:-}" ]; then export H2C_LISTEN="127.0.0.1:$H2_PORT"; fi
     UPSTREAMS="127.0.0.1:$ORIGIN_PORT" LISTEN="127.0.0.1:$PROXY_PORT" UPSTREAM_HOST=localhost \
         valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
         "$BIN" -c "${CONF:-$HERE/../load/conf.yaml}" >"$WORK/proxy.log" 2>&1 &
-fi
+    ;;
+esac
 VG=$!
 PIDS+=("$VG")
 wait_port "$PROXY_PORT"
 
-URL="http://127.0.0.1:$PROXY_PORT/index.html"
-h2load --h1 -n 1000 -c "$CONNS" "$URL" >/dev/null
+if [ -n "${H2:-}" ]; then
+    # the suite's h2 workload shape: h2c with prior knowledge, CONNS connections x 10 streams
+    CONNS="${CONNS_H2:-10}"
+    wait_port "$H2_PORT"
+    URL="http://127.0.0.1:$H2_PORT/index.html"
+    LOAD=(h2load -m10)
+else
+    URL="http://127.0.0.1:$PROXY_PORT/index.html"
+    LOAD=(h2load --h1)
+fi
+"${LOAD[@]}" -n 1000 -c "$CONNS" "$URL" >/dev/null
 callgrind_control -z "$VG" >/dev/null
-h2load --h1 -n "$REQS" -c "$CONNS" "$URL" | grep -E "^requests:|^status codes:" >&2
+"${LOAD[@]}" -n "$REQS" -c "$CONNS" "$URL" | grep -E "^requests:|^status codes:" >&2
 callgrind_control -d "$VG" >/dev/null
 sleep 0.5
 # the dump after zeroing is the last "cg.out.N" part

@@ -1,11 +1,17 @@
 //! HTTP/2 on a downstream connection: recognising the h2c preface and serving
 //! the connection's streams as HTTP sessions of the app.
 
-use log::{debug, warn};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use log::{debug, error, warn};
+use std::future::{poll_fn, Future};
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use super::HttpServerApp;
+use super::{HttpServerApp, ReusedHttpStream};
 use crate::protocols::http::v1::common::stream_digest;
 use crate::protocols::http::v2::server as h2_server;
 use crate::protocols::http::v2::ResetTracker;
@@ -47,9 +53,17 @@ pub(super) async fn starts_with_h2_preface(stream: &mut Stream) -> Option<bool> 
 }
 
 /// Serve an HTTP/2 connection: accept its streams and run each one as an
-/// HTTP session of `app` in its own task, until the client closes the
-/// connection, the server shuts down (GOAWAY, in-flight streams finish) or
-/// the client resets streams faster than allowed (GOAWAY `ENHANCE_YOUR_CALM`).
+/// HTTP session of `app`, until the client closes the connection, the server
+/// shuts down (GOAWAY, in-flight streams finish) or the client resets streams
+/// faster than allowed (GOAWAY `ENHANCE_YOUR_CALM`).
+///
+/// The streams run inside this connection's task rather than as tasks of
+/// their own: a task per stream cost a spawn, a scheduling round trip for
+/// every frame a stream queued (the stream woke the connection task to write
+/// it) and a copy of the app and shutdown handles. Here every wakeup first
+/// polls the streams that were woken, then the connection, so what the
+/// streams queued goes out in the same write. A panic in one stream is caught
+/// so that it ends only that stream, as it would in a task of its own.
 pub(super) async fn serve_h2<T>(app: &Arc<T>, stream: Stream, shutdown: &ShutdownWatch)
 where
     T: HttpServerApp + Send + Sync + 'static,
@@ -76,32 +90,42 @@ where
     if going_away {
         conn.graceful_shutdown();
     }
+    let run_stream = |session: h2_server::HttpSession| {
+        let session = ServerSession::new_http2(session);
+        AssertUnwindSafe(app.process_new_http(session, shutdown)).catch_unwind()
+    };
+    let mut streams = FuturesUnordered::new();
     // after an abusive client got its GOAWAY, give the connection this long
     // to flush it before dropping it
     let mut abort_deadline: Option<tokio::time::Instant> = None;
     loop {
-        let accept = h2_server::HttpSession::from_h2_conn(&mut conn, digest.clone());
-        let next = tokio::select! {
-            next = accept => next,
-            _ = shutdown_rx.changed(), if !going_away => {
-                debug!("shutting down: GOAWAY to an HTTP/2 client");
-                conn.graceful_shutdown();
-                going_away = true;
-                continue;
+        let event = {
+            let mut accept = pin!(h2_server::HttpSession::from_h2_conn(
+                &mut conn,
+                digest.clone()
+            ));
+            let accept = poll_fn(|cx| {
+                poll_streams(&mut streams, cx);
+                accept.as_mut().poll(cx)
+            });
+            tokio::select! {
+                next = accept => Some(next),
+                _ = shutdown_rx.changed(), if !going_away => None,
+                _ = sleep_until_opt(abort_deadline) => break,
             }
-            _ = sleep_until_opt(abort_deadline) => break,
+        };
+        let Some(next) = event else {
+            debug!("shutting down: GOAWAY to an HTTP/2 client");
+            conn.graceful_shutdown();
+            going_away = true;
+            continue;
         };
         match next {
             Ok(Some(mut session)) => {
                 session.set_reset_tracker(resets.clone());
                 // a stream cancelled before it started costs nothing more
                 if !session.poll_client_reset() && abort_deadline.is_none() {
-                    let app = app.clone();
-                    let shutdown = shutdown.clone();
-                    tokio::spawn(async move {
-                        let session = ServerSession::new_http2(session);
-                        app.process_new_http(session, &shutdown).await;
-                    });
+                    streams.push(run_stream(session));
                 }
             }
             Ok(None) => break,
@@ -119,6 +143,29 @@ where
             going_away = true;
             abort_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(1));
         }
+    }
+    // streams still running see the connection gone (their writes fail) and
+    // end, as they did when they outlived the connection in their own tasks
+    drop(conn);
+    while let Some(done) = streams.next().await {
+        log_panic(done);
+    }
+}
+
+/// Poll the streams that were woken until none is ready.
+fn poll_streams<F>(streams: &mut FuturesUnordered<F>, cx: &mut Context<'_>)
+where
+    F: Future<Output = std::thread::Result<Option<ReusedHttpStream>>>,
+{
+    while let Poll::Ready(Some(done)) = streams.poll_next_unpin(cx) {
+        log_panic(done);
+    }
+}
+
+/// An HTTP/2 stream is never reused as a connection; only a panic is of note.
+fn log_panic(done: std::thread::Result<Option<ReusedHttpStream>>) {
+    if done.is_err() {
+        error!("an HTTP/2 stream panicked; the stream was dropped");
     }
 }
 
@@ -144,6 +191,64 @@ mod tests {
             .expect("connect");
         let (s, _) = l.accept().await.expect("accept");
         (c, Box::new(L4Stream::from(s)))
+    }
+
+    /// Answers 200 with the request path as the body, and panics on `/panic`.
+    struct Echo;
+
+    #[async_trait::async_trait]
+    impl HttpServerApp for Echo {
+        async fn process_new_http(
+            self: &Arc<Self>,
+            mut session: ServerSession,
+            _shutdown: &ShutdownWatch,
+        ) -> Option<ReusedHttpStream> {
+            let path = session.req_header().uri.path().to_string();
+            assert!(path != "/panic", "the app panics on /panic");
+            let resp = pingora_http::ResponseHeader::build(200, None).expect("head");
+            session.write_response_header(Box::new(resp)).await.ok()?;
+            let body = bytes::Bytes::from(path);
+            session.write_response_body(body, true).await.ok()?;
+            let _ = session.finish().await;
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn streams_share_the_connection_task_and_a_panic_ends_only_its_stream() {
+        let (c, s) = pair().await;
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let app = Arc::new(Echo);
+        let server = tokio::spawn(async move { serve_h2(&app, s, &rx).await });
+        let (client, conn) = h2::client::handshake(c).await.expect("client handshake");
+        tokio::spawn(conn);
+        let mut client = client.ready().await.expect("ready");
+        let mut sent = Vec::new();
+        for path in ["/a", "/panic", "/b", "/c"] {
+            let req = http::Request::get(format!("http://x{path}"))
+                .body(())
+                .expect("request");
+            let (resp, _) = client.send_request(req, true).expect("send");
+            sent.push((path, resp));
+        }
+        for (path, resp) in sent {
+            let resp = resp.await;
+            if path == "/panic" {
+                assert!(resp.is_err(), "the panicking stream is reset");
+                continue;
+            }
+            let mut body = resp.expect("response").into_body();
+            let mut got = Vec::new();
+            while let Some(chunk) = body.data().await {
+                got.extend_from_slice(&chunk.expect("body"));
+            }
+            assert_eq!(got, path.as_bytes());
+        }
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("connection task ends with the client")
+            .expect("connection task did not panic");
     }
 
     #[tokio::test]
