@@ -162,28 +162,41 @@ where
             Err(e) => return (false, Some(e)),
         };
 
-        let (mut client_session, client_reused) =
-            match self.client_upstream.get_http_session(&*peer).await {
-                Ok(s) => s,
-                Err(e) => {
-                    let e = self.inner.fail_to_connect(session, &peer, ctx, e.into_up());
-                    return (false, Some(e.into_up()));
-                }
-            };
+        // The session (a large value) stays where the connector's answer landed: borrowed
+        // for the exchange, and only moved out to be handed back.
+        let mut got = self.client_upstream.get_http_session(&*peer).await;
+        let (client_session, client_reused) = match &mut got {
+            Ok((s, reused)) => (s, *reused),
+            Err(e) => {
+                let e = std::mem::replace(e, Error::new(ErrorType::InternalError));
+                let e = self.inner.fail_to_connect(session, &peer, ctx, e.into_up());
+                return (false, Some(e.into_up()));
+            }
+        };
 
         match client_session {
-            // The HTTP/1 session (a large value) stays in place: borrowed for the exchange,
-            // then handed back as it is.
-            ClientSession::H1(ref mut h1) => {
+            ClientSession::H1(h1) => {
                 let (server_reuse, client_reuse, error) = self
                     .proxy_to_h1_upstream(session, h1, client_reused, &peer, ctx)
                     .await;
-                if client_reuse && error.is_none() {
+                // Pooled right here when it is clean (the usual case), without moving the
+                // session into a release future.
+                let idle = peer.idle_timeout();
+                let unclean = match got {
+                    Ok((ClientSession::H1(h1), _)) if client_reuse && error.is_none() => self
+                        .client_upstream
+                        .release_reusable_h1_session(h1, &*peer, idle)
+                        .map(ClientSession::H1),
+                    // closed now, before the error is handled
+                    got => {
+                        drop(got);
+                        None
+                    }
+                };
+                if let Some(unclean) = unclean {
                     self.client_upstream
-                        .release_http_session(client_session, &*peer, peer.idle_timeout())
+                        .release_http_session(unclean, &*peer, idle)
                         .await;
-                } else {
-                    drop(client_session);
                 }
                 let error = error.map(|e| {
                     self.inner
@@ -191,17 +204,18 @@ where
                 });
                 (server_reuse, error)
             }
-            ClientSession::H2(mut h2) => {
+            ClientSession::H2(h2) => {
                 let (server_reuse, error) = self
-                    .proxy_to_h2_upstream(session, &mut h2, client_reused, &peer, ctx)
+                    .proxy_to_h2_upstream(session, h2, client_reused, &peer, ctx)
                     .await;
-                if error.is_none() {
-                    self.client_upstream
-                        .release_http_session(ClientSession::H2(h2), &*peer, peer.idle_timeout())
-                        .await;
-                } else {
+                match got {
+                    Ok((client_session, _)) if error.is_none() => {
+                        self.client_upstream
+                            .release_http_session(client_session, &*peer, peer.idle_timeout())
+                            .await;
+                    }
                     // reset the stream (if still open) before handling the error
-                    drop(h2);
+                    got => drop(got),
                 }
                 let error = error.map(|e| {
                     if e.etype() == &ErrorType::H2Downgrade {

@@ -176,7 +176,14 @@ where
             let closing = *shutdown.borrow();
             // The request's flow is a large future: boxed, it is only allocated while a request
             // is served, so a waiting connection holds just the small read state.
-            Box::pin(self.serve_request(downstream, closing)).await
+            // Allocated first and filled in place: `Box::pin(future)` would build the whole
+            // (mostly not yet used) state on the stack and copy it over, once per request.
+            // (A helper function doing this brings the copy back.)
+            let mut flow = Box::new_uninit();
+            flow.write(self.serve_request(downstream, closing));
+            // SAFETY: `write` just initialized the box's contents.
+            let flow = unsafe { flow.assume_init() };
+            Box::into_pin(flow).await
         })
     }
 

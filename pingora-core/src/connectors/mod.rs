@@ -193,7 +193,7 @@ impl TransportConnector {
     }
 
     /// [`Self::reused_stream`] with `peer`'s reuse hash already computed.
-    async fn reused_stream_keyed<P: Peer + Send + Sync>(
+    pub(crate) async fn reused_stream_keyed<P: Peer + Send + Sync>(
         &self,
         peer: &P,
         key: u64,
@@ -244,9 +244,16 @@ impl TransportConnector {
         &self,
         peer: &P,
     ) -> Result<(Stream, bool)> {
-        // hashed once for the pool lookup, the ALPN preference and the
-        // offload runtime pick
-        let key = peer.reuse_hash();
+        self.get_stream_with_key(peer, peer.reuse_hash()).await
+    }
+
+    /// [`Self::get_stream`] with `peer`'s reuse hash `key` already computed: hashed once for
+    /// the pool lookup, the ALPN preference, the offload runtime pick and the release.
+    pub(crate) async fn get_stream_with_key<P: Peer + Send + Sync + 'static>(
+        &self,
+        peer: &P,
+        key: u64,
+    ) -> Result<(Stream, bool)> {
         if let Some(stream) = self.reused_stream_keyed(peer, key).await {
             count_connection(true);
             return Ok((stream, true));

@@ -45,8 +45,15 @@ impl Connector {
         let h2_wanted = alpn.get_max_http_version() == 2
             && (h2_only || (peer.tls() && !self.h2.h1_is_preferred(peer)));
         if !h2_wanted {
-            let (h1, reused) = self.h1.get_http_session(peer).await?;
-            return Ok((HttpSession::H1(h1), reused));
+            // The session is made in its final place, not moved out of a nested future.
+            let key = peer.reuse_hash();
+            let (stream, reused) = self.h1.transport().get_stream_with_key(peer, key).await?;
+            return Ok((
+                HttpSession::H1(crate::protocols::http::v1::client::HttpSession::new_keyed(
+                    stream, key,
+                )),
+                reused,
+            ));
         }
         if let Some(h2) = self.h2.reused_http_session(peer).await? {
             return Ok((HttpSession::H2(h2), true));
@@ -80,6 +87,19 @@ impl Connector {
             HttpSession::H1(h1) => self.h1.release_http_session(h1, peer, idle_timeout).await,
             HttpSession::H2(h2) => self.h2.release_http_session(h2, peer, idle_timeout).await,
         }
+    }
+
+    /// Return a finished HTTP/1 session obtained from this connector for `peer` without
+    /// waiting when its connection is reusable (pooled, `None` returned). One that cannot be
+    /// reused comes back, for [`Self::release_http_session`] to shut it down.
+    pub fn release_reusable_h1_session<P: Peer>(
+        &self,
+        session: crate::protocols::http::v1::client::HttpSession,
+        peer: &P,
+        idle_timeout: Option<Duration>,
+    ) -> Option<crate::protocols::http::v1::client::HttpSession> {
+        self.h1
+            .release_reusable_session(session, peer, idle_timeout)
     }
 
     /// Use only HTTP/1.1 with `peer` from now on.

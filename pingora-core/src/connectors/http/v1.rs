@@ -30,8 +30,9 @@ impl Connector {
         &self,
         peer: &P,
     ) -> Result<(HttpSession, bool)> {
-        let (stream, reused) = self.transport.get_stream(peer).await?;
-        Ok((HttpSession::new(stream), reused))
+        let key = peer.reuse_hash();
+        let (stream, reused) = self.transport.get_stream_with_key(peer, key).await?;
+        Ok((HttpSession::new_keyed(stream, key), reused))
     }
 
     /// A session over a healthy pooled connection to `peer`, if any.
@@ -39,10 +40,11 @@ impl Connector {
         &self,
         peer: &P,
     ) -> Option<HttpSession> {
+        let key = peer.reuse_hash();
         self.transport
-            .reused_stream(peer)
+            .reused_stream_keyed(peer, key)
             .await
-            .map(HttpSession::new)
+            .map(|stream| HttpSession::new_keyed(stream, key))
     }
 
     /// Return a finished session: its connection is pooled under `peer`'s
@@ -57,6 +59,27 @@ impl Connector {
         if let Some(stream) = session.reuse().await {
             self.transport
                 .release_stream(stream, peer.reuse_hash(), idle_timeout);
+        }
+    }
+
+    /// Return a finished session whose connection was obtained from this connector for
+    /// `peer` (so its reuse hash is known), without waiting when it is reusable: the
+    /// connection is pooled and `None` returned. A session that cannot be reused comes back
+    /// for the caller to end ([`Self::release_http_session`] shuts it down).
+    pub fn release_reusable_session<P: Peer>(
+        &self,
+        session: HttpSession,
+        peer: &P,
+        idle_timeout: Option<Duration>,
+    ) -> Option<HttpSession> {
+        let key = session.pool_key();
+        match session.reuse_now() {
+            Ok(stream) => {
+                let key = key.unwrap_or_else(|| peer.reuse_hash());
+                self.transport.release_stream(stream, key, idle_timeout);
+                None
+            }
+            Err(session) => Some(*session),
         }
     }
 }

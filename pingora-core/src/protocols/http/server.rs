@@ -146,16 +146,24 @@ impl Session {
     /// End the exchange. Returns the connection when it can serve another
     /// request (pass it to [`Self::new_http1`]); HTTP/2 streams never do (the
     /// connection goes on serving its other streams).
-    pub async fn finish(self) -> Result<Option<Stream>> {
-        match self {
-            Session::H1(mut s) => {
+    pub async fn finish(mut self) -> Result<Option<Stream>> {
+        // The HTTP/1 session (a large value) is ended in place, and only moved out when the
+        // connection is handed back, by a call that does not wait (the usual case).
+        match &mut self {
+            Session::H1(s) => {
                 s.finish_body().await?;
-                s.reuse().await
             }
-            Session::H2(mut s) => {
+            Session::H2(s) => {
                 s.finish()?;
-                Ok(None)
+                return Ok(None);
             }
+        }
+        match self {
+            Session::H1(s) => match s.reuse_now() {
+                Ok(stream) => Ok(Some(stream)),
+                Err(s) => s.reuse().await,
+            },
+            Session::H2(_) => Ok(None),
         }
     }
 

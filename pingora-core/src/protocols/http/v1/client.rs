@@ -39,6 +39,9 @@ pub struct HttpSession {
     keepalive: KeepaliveStatus,
     upgraded: bool,
     digest: Box<Digest>,
+    /// The reuse hash the connector obtained the connection under, so that giving it back
+    /// does not hash the peer again.
+    pool_key: Option<u64>,
     /// Limit for each read from the upstream (`None`: no limit).
     pub read_timeout: Option<Duration>,
     /// Limit for each write to the upstream (`None`: no limit).
@@ -63,9 +66,24 @@ impl HttpSession {
             keepalive: KeepaliveStatus::Off,
             upgraded: false,
             digest,
+            pool_key: None,
             read_timeout: None,
             write_timeout: None,
         }
+    }
+
+    /// A session over a connection obtained from a connector for peers whose reuse hash is
+    /// `key`.
+    pub(crate) fn new_keyed(stream: Stream, key: u64) -> Self {
+        let mut session = Self::new(stream);
+        session.pool_key = Some(key);
+        session
+    }
+
+    /// The reuse hash of the peer the connection was obtained for, when a connector handed
+    /// it out ([`crate::connectors::http::Connector::get_http_session`]).
+    pub fn pool_key(&self) -> Option<u64> {
+        self.pool_key
     }
 
     /// Limit each read from the upstream.
@@ -489,18 +507,35 @@ impl HttpSession {
     /// keep-alive holds, the request body was fully sent and the response
     /// fully read with nothing after it; otherwise it is closed.
     pub async fn reuse(mut self) -> Option<Stream> {
-        let clean = self.will_keepalive()
-            && self.response_status.is_some()
-            && self.body_reader.body_done()
-            && !self.body_reader.has_leftover()
-            && self.buf.is_empty()
-            && (self.body_writer.is_complete() || self.body_writer.need_init());
-        if clean {
+        if self.is_reusable() {
             Some(self.underlying_stream)
         } else {
             debug!("closing upstream connection instead of reusing it");
             self.shutdown().await;
             None
+        }
+    }
+
+    /// Whether [`Self::reuse`] would hand the connection back: keep-alive holds, the request
+    /// body was fully sent and the response fully read with nothing after it.
+    fn is_reusable(&self) -> bool {
+        self.will_keepalive()
+            && self.response_status.is_some()
+            && self.body_reader.body_done()
+            && !self.body_reader.has_leftover()
+            && self.buf.is_empty()
+            && (self.body_writer.is_complete() || self.body_writer.need_init())
+    }
+
+    /// [`Self::respect_keepalive`] then [`Self::reuse`] without waiting: the connection when
+    /// it is reusable, else the session back (to be shut down or dropped by the caller).
+    pub fn reuse_now(mut self) -> std::result::Result<Stream, Box<Self>> {
+        self.respect_keepalive();
+        if self.is_reusable() {
+            Ok(self.underlying_stream)
+        } else {
+            // boxed: the rare way, and it keeps the usual answer small
+            Err(Box::new(self))
         }
     }
 }

@@ -359,3 +359,27 @@ async fn owned_response_tasks_hand_the_head_over() {
     assert!(s.will_keepalive());
     assert!(s.reuse().await.is_some());
 }
+
+#[tokio::test]
+async fn reuse_now_hands_back_only_clean_connections() {
+    let mock = Builder::new()
+        .write(GET_REQ)
+        .read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        .build();
+    let mut s = session(mock);
+    assert_eq!(s.pool_key(), None);
+    s.write_request_header(get("/p")).await.unwrap();
+    s.finish_body().await.unwrap();
+    s.read_response().await.unwrap();
+    // the body is not read yet: not reusable, the session comes back
+    let mut s = *s.reuse_now().expect_err("body still unread");
+    assert_eq!(body(&mut s).await, b"ok");
+    assert!(s.reuse_now().is_ok());
+
+    let mock = Builder::new().read(b"HTTP/1.0 200 OK\r\n\r\nx").build();
+    let mut s = session(mock);
+    s.read_response().await.unwrap();
+    assert_eq!(body(&mut s).await, b"x");
+    let s = s.reuse_now().expect_err("close-delimited");
+    assert!(s.reuse().await.is_none());
+}

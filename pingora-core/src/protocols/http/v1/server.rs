@@ -642,8 +642,39 @@ impl HttpSession {
             debug!("flush before reuse failed: {e}");
             return Ok(None);
         }
+        Ok(Some(self.into_reused_stream()))
+    }
+
+    /// [`Self::reuse`] without waiting, for the usual end of a keep-alive exchange: the
+    /// response went out whole, the request body was read and nothing waits to be flushed.
+    /// Otherwise (closing, draining, a pending write) the session comes back for
+    /// [`Self::reuse`], which then does exactly what it would have done.
+    pub fn reuse_now(mut self) -> std::result::Result<Stream, Box<Self>> {
+        use futures::FutureExt;
+        let ready = self.pending_head.is_empty()
+            && self.will_keepalive()
+            && !self.upgraded
+            && self.response_written.is_some()
+            && self.body_writer.is_complete()
+            && self.is_body_done()
+            // A plain socket flushes at once; anything else (a TLS layer holding bytes) gets
+            // the waiting path.
+            && matches!(self.underlying_stream.flush().now_or_never(), Some(Ok(())));
+        if ready {
+            Ok(self.into_reused_stream())
+        } else {
+            // boxed: the rare way, and it keeps the usual answer small
+            Err(Box::new(self))
+        }
+    }
+
+    /// The connection, with the pipelined bytes already read put back in front of it.
+    fn into_reused_stream(mut self) -> Stream {
         let rest = self.body_reader.take_leftover();
-        Ok(Some(Rewind::wrap(self.underlying_stream, rest.freeze())))
+        if rest.is_empty() {
+            return self.underlying_stream;
+        }
+        Rewind::wrap(self.underlying_stream, rest.freeze())
     }
 }
 

@@ -7,7 +7,7 @@ use crate::protocols::http::{date, error_resp, HttpTask};
 use bytes::BufMut;
 use http::{header, HeaderMap, Method, Version};
 use log::{debug, warn};
-use pingora_error::{Error, ErrorType::*, Result};
+use pingora_error::{Error, ErrorType::*, OrErr, Result};
 use pingora_http::ResponseHeader;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -212,16 +212,11 @@ impl HttpSession {
         if self.body_writer.need_init() {
             return Ok(None);
         }
-        let limit = self.write_limit(self.pending_head.len() + 64);
-        let res = finish_within(
-            &mut self.body_writer,
-            &mut self.underlying_stream,
-            &self.pending_head,
-            trailers,
-            limit,
-            "finishing response body",
-        )
-        .await;
+        let res = match self.finish_without_writing(trailers) {
+            Some(Ok(n)) => self.flush_within_limit().await.map(|()| n),
+            Some(Err(e)) => Err(e),
+            None => self.finish_waiting(trailers).await,
+        };
         self.pending_head.clear();
         if self.upgraded && !self.body_reader.body_done() {
             // the exchange is over: stop reading the client's stream
@@ -231,6 +226,54 @@ impl HttpSession {
             self.keepalive = KeepaliveStatus::Off;
             e.into_down()
         })
+    }
+
+    /// The usual end of a length-delimited response whose bytes all went out already: the
+    /// writer has nothing left to write and only records the end, without waiting. `None`
+    /// when something is left to write (a held-back head, a last chunk).
+    fn finish_without_writing(
+        &mut self,
+        trailers: Option<&HeaderMap>,
+    ) -> Option<Result<Option<usize>>> {
+        use futures::FutureExt;
+        if !self.pending_head.is_empty() || self.body_writer.is_chunked() {
+            return None;
+        }
+        // With no head and no last chunk the writer never waits, so this poll completes
+        // (and had it not, nothing would have changed: the waiting path would start over).
+        self.body_writer
+            .finish_with_trailers(&mut self.underlying_stream, &[], trailers)
+            .now_or_never()
+    }
+
+    /// Flush, setting up the write limit only if the flush has to wait (a plain socket
+    /// flushes at once).
+    async fn flush_within_limit(&mut self) -> Result<()> {
+        use futures::FutureExt;
+        const WHAT: &str = "finishing response body";
+        if let Some(res) = self.underlying_stream.flush().now_or_never() {
+            return res.or_err(WriteError, WHAT);
+        }
+        let limit = self.write_limit(64);
+        let stream = &mut self.underlying_stream;
+        with_timeout(limit, WriteTimedout, WHAT, async {
+            stream.flush().await.or_err(WriteError, WHAT)
+        })
+        .await
+    }
+
+    /// End the body, waiting for the writes and the flush within the write limit.
+    async fn finish_waiting(&mut self, trailers: Option<&HeaderMap>) -> Result<Option<usize>> {
+        let limit = self.write_limit(self.pending_head.len() + 64);
+        finish_within(
+            &mut self.body_writer,
+            &mut self.underlying_stream,
+            &self.pending_head,
+            trailers,
+            limit,
+            "finishing response body",
+        )
+        .await
     }
 
     /// End the response body: sends the last chunk of a chunked body and
