@@ -180,18 +180,8 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocols::l4::stream::Stream as L4Stream;
+    use crate::apps::tests::pair;
     use tokio::io::AsyncWriteExt;
-    use tokio::net::{TcpListener, TcpStream};
-
-    async fn pair() -> (TcpStream, Stream) {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let c = TcpStream::connect(l.local_addr().expect("addr"))
-            .await
-            .expect("connect");
-        let (s, _) = l.accept().await.expect("accept");
-        (c, Box::new(L4Stream::from(s)))
-    }
 
     /// Answers 200 with the request path as the body, and panics on `/panic`.
     struct Echo;

@@ -358,7 +358,8 @@ mod tests {
     use tokio::io::AsyncWriteExt;
     use tokio::net::{TcpListener, TcpStream};
 
-    async fn pair() -> (TcpStream, Stream) {
+    /// A connected client socket and the server side as a [`Stream`].
+    pub(super) async fn pair() -> (TcpStream, Stream) {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let c = TcpStream::connect(l.local_addr().expect("addr"))
             .await
