@@ -611,9 +611,8 @@ impl HttpSession {
 
     /// Give up HTTP and take the connection (e.g. after an upgrade).
     /// Buffered unread bytes are put back in front of it.
-    pub fn into_inner(mut self) -> Stream {
-        let rest = self.body_reader.take_leftover();
-        Rewind::wrap(self.underlying_stream, rest.freeze())
+    pub fn into_inner(self) -> Stream {
+        self.into_reused_stream()
     }
 
     /// Finish this exchange. If the connection may carry another request
@@ -625,11 +624,7 @@ impl HttpSession {
         if !self.pending_head.is_empty() {
             self.send_now(false).await?;
         }
-        let reusable = self.will_keepalive()
-            && !self.upgraded
-            && self.response_written.is_some()
-            && self.body_writer.is_complete();
-        if !reusable {
+        if !self.exchange_reusable() {
             debug!("closing connection after {}", self.request_summary());
             self.close().await;
             return Ok(None);
@@ -652,10 +647,7 @@ impl HttpSession {
     pub fn reuse_now(mut self) -> std::result::Result<Stream, Box<Self>> {
         use futures::FutureExt;
         let ready = self.pending_head.is_empty()
-            && self.will_keepalive()
-            && !self.upgraded
-            && self.response_written.is_some()
-            && self.body_writer.is_complete()
+            && self.exchange_reusable()
             && self.is_body_done()
             // A plain socket flushes at once; anything else (a TLS layer holding bytes) gets
             // the waiting path.
@@ -666,6 +658,15 @@ impl HttpSession {
             // boxed: the rare way, and it keeps the usual answer small
             Err(Box::new(self))
         }
+    }
+
+    /// Whether the exchange left the connection fit for another request: keep-alive, not
+    /// upgraded, and the whole response written.
+    fn exchange_reusable(&self) -> bool {
+        self.will_keepalive()
+            && !self.upgraded
+            && self.response_written.is_some()
+            && self.body_writer.is_complete()
     }
 
     /// The connection, with the pipelined bytes already read put back in front of it.
