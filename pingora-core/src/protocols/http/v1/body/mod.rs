@@ -17,8 +17,9 @@ use http::HeaderMap;
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// How much is read from the connection at a time.
-pub const BODY_READ_SIZE: usize = 16 * 1024;
+/// The most read from the connection at a time: a 64 KiB body the peer sent at once comes in
+/// one read (and goes out in one write), rather than in four reads and four writes.
+pub const BODY_READ_SIZE: usize = 64 * 1024;
 
 /// Room made for each read past a completed body (see [`BodyReader::read_after_body`]).
 const AFTER_BODY_READ_SIZE: usize = 1024;
@@ -45,6 +46,10 @@ pub struct BodyReader {
     /// is complete it holds whatever followed it (a pipelined message).
     buf: BytesMut,
     empty: bool,
+    /// The body bytes read with the head are fewer than the body: before they are handed
+    /// out, what else the connection already holds is appended (without waiting), so the
+    /// first piece is as large as one read allows.
+    top_up: bool,
     trailers: Option<Box<HeaderMap>>,
 }
 
@@ -61,6 +66,7 @@ impl BodyReader {
             mode: ReadMode::Uninit,
             buf: BytesMut::new(),
             empty: false,
+            top_up: false,
             trailers: None,
         }
     }
@@ -73,6 +79,7 @@ impl BodyReader {
     /// A body of exactly `len` bytes; `preread` holds bytes that were read
     /// together with the message head.
     pub fn init_content_length(&mut self, len: u64, preread: BytesMut) {
+        self.top_up = !preread.is_empty() && (preread.len() as u64) < len;
         self.buf = preread;
         self.empty = len == 0;
         self.mode = if len == 0 {
@@ -84,6 +91,7 @@ impl BodyReader {
 
     /// A chunked body.
     pub fn init_chunked(&mut self, preread: BytesMut) {
+        self.top_up = false;
         self.buf = preread;
         self.empty = false;
         self.mode = ReadMode::Chunked(ChunkDecoder::new());
@@ -92,6 +100,7 @@ impl BodyReader {
     /// A body that lasts until the peer closes the connection (HTTP/1.0
     /// style responses, or upgraded connections).
     pub fn init_until_close(&mut self, preread: BytesMut) {
+        self.top_up = false;
         self.buf = preread;
         self.empty = false;
         self.mode = ReadMode::UntilClose;
@@ -162,12 +171,45 @@ impl BodyReader {
             .or_err(ReadError, "while reading past the body")
     }
 
+    /// Room for the next read: [`BODY_READ_SIZE`], or for a Content-Length body what is left
+    /// of it (up to that size) plus a little, so a small body does not pin a large buffer.
+    /// The little extra makes the read that ends the body a short one, which tells the
+    /// runtime the socket is drained: the pool's look at the connection then costs no syscall.
+    fn read_size(&self) -> usize {
+        match self.mode {
+            ReadMode::ContentLength { remaining } => {
+                usize::try_from(remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(BODY_READ_SIZE)
+                    + AFTER_BODY_READ_SIZE
+            }
+            _ => BODY_READ_SIZE,
+        }
+    }
+
     async fn fill<S: AsyncRead + Unpin + ?Sized>(&mut self, stream: &mut S) -> Result<usize> {
-        self.buf.reserve(BODY_READ_SIZE);
+        self.buf.reserve(self.read_size());
         stream
             .read_buf(&mut self.buf)
             .await
             .or_err(ReadError, "while reading body")
+    }
+
+    /// Append to the bytes read with the head what the connection already holds, up to one
+    /// read's worth, without waiting. A read that would wait costs nothing more than it does
+    /// now: the next [`Self::fill`] would have made the same attempt.
+    fn top_up_now<S: AsyncRead + Unpin + ?Sized>(&mut self, stream: &mut S) -> Result<()> {
+        use futures::FutureExt;
+        let want = self.read_size().saturating_sub(self.buf.len());
+        if want == 0 {
+            return Ok(());
+        }
+        self.buf.reserve(want);
+        match stream.read_buf(&mut self.buf).now_or_never() {
+            // end of stream: the next read reports the body as cut short
+            Some(Ok(_)) | None => Ok(()),
+            Some(Err(e)) => Err(e).or_err(ReadError, "while reading body"),
+        }
     }
 
     /// Read the next piece of body. `Ok(None)` once the body is complete.
@@ -184,6 +226,10 @@ impl BodyReader {
                     return Error::e_explain(InternalError, "body reader not initialized")
                 }
                 ReadMode::Done => return Ok(None),
+                ReadMode::ContentLength { .. } if self.top_up => {
+                    self.top_up = false;
+                    self.top_up_now(stream)?;
+                }
                 ReadMode::ContentLength { remaining } => {
                     if !self.buf.is_empty() {
                         let n = usize::try_from(*remaining)
@@ -257,6 +303,33 @@ mod tests {
         assert_eq!(read_all(&mut r, &mut s).await.unwrap(), b"hello world");
         assert!(r.body_done());
         assert_eq!(&r.take_leftover()[..], b"GET /");
+    }
+
+    #[tokio::test]
+    async fn preread_is_topped_up_into_one_piece() {
+        // what already arrived goes out with the bytes read with the head
+        let mut s = Builder::new().read(b"lo world").build();
+        let mut r = BodyReader::new();
+        r.init_content_length(11, BytesMut::from(&b"hel"[..]));
+        assert_eq!(
+            &r.read_body(&mut s).await.unwrap().unwrap()[..],
+            b"hello world"
+        );
+        assert!(r.body_done());
+
+        // nothing there yet: the bytes read with the head are not held back waiting for more
+        let mut s = Builder::new()
+            .wait(std::time::Duration::from_millis(20))
+            .read(b"lo world")
+            .build();
+        let mut r = BodyReader::new();
+        r.init_content_length(11, BytesMut::from(&b"hel"[..]));
+        assert_eq!(&r.read_body(&mut s).await.unwrap().unwrap()[..], b"hel");
+        assert_eq!(
+            &r.read_body(&mut s).await.unwrap().unwrap()[..],
+            b"lo world"
+        );
+        assert!(r.read_body(&mut s).await.unwrap().is_none());
     }
 
     #[tokio::test]
