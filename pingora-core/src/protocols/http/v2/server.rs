@@ -39,11 +39,20 @@ pub async fn handshake(io: Stream, options: Option<H2Options>) -> Result<H2Conne
         .map_err(|e| h2_error(e, ErrorType::HandshakeError, "HTTP/2 handshake failed"))
 }
 
+/// What most streams never use, out of line: the session is moved several
+/// times per request, and it sets the size of every server session (HTTP/1
+/// ones included).
+#[derive(Default)]
+struct Rare {
+    request_trailers: Option<HeaderMap>,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
 /// One request stream of a downstream HTTP/2 connection.
 pub struct HttpSession {
     request_header: RequestHeader,
     request_body: RecvStream,
-    request_trailers: Option<HeaderMap>,
     send_response: SendResponse<Bytes>,
     send_body: Option<SendStream<Bytes>>,
     response_written: Option<Box<ResponseHeader>>,
@@ -51,11 +60,13 @@ pub struct HttpSession {
     ended: bool,
     /// The client reset the stream.
     reset_by_client: bool,
+    /// The request body was seen complete (it stays so): asking `h2` again
+    /// takes its lock.
+    body_ended: bool,
     body_read: usize,
     body_sent: usize,
     retry_buffer: Option<FixedBuffer>,
-    read_timeout: Option<Duration>,
-    write_timeout: Option<Duration>,
+    rare: Option<Box<Rare>>,
     digest: Arc<Digest>,
     resets: Option<Arc<ResetTracker>>,
 }
@@ -86,7 +97,8 @@ impl HttpSession {
         let (parts, request_body) = req.into_parts();
         let mut request_header: RequestHeader = parts.into();
         request_header.set_version(Version::HTTP_2);
-        request_header.set_send_end_stream(request_body.is_end_stream());
+        let body_ended = request_body.is_end_stream();
+        request_header.set_send_end_stream(body_ended);
         // code written for HTTP/1 looks for `Host`: mirror `:authority` there
         if !request_header.headers.contains_key(http::header::HOST) {
             let authority = request_header.uri.authority();
@@ -97,17 +109,16 @@ impl HttpSession {
         HttpSession {
             request_header,
             request_body,
-            request_trailers: None,
             send_response,
             send_body: None,
             response_written: None,
             ended: false,
             reset_by_client: false,
+            body_ended,
             body_read: 0,
             body_sent: 0,
             retry_buffer: None,
-            read_timeout: None,
-            write_timeout: None,
+            rare: None,
             digest,
             resets: None,
         }
@@ -163,7 +174,7 @@ impl HttpSession {
     /// flow-control window is released as the piece is handed out.
     pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
         loop {
-            let next = match self.read_timeout {
+            let next = match self.rare.as_ref().and_then(|r| r.read_timeout) {
                 Some(t) => tokio::time::timeout(t, self.request_body.data())
                     .await
                     .or_err(ErrorType::ReadTimedout, "reading HTTP/2 request body")?,
@@ -203,10 +214,10 @@ impl HttpSession {
     }
 
     async fn read_request_trailers(&mut self) -> Result<()> {
-        if self.request_trailers.is_none() {
+        if self.request_trailers().is_none() {
             let trailers = poll_fn(|cx| self.request_body.poll_trailers(cx)).await;
             match trailers {
-                Ok(Some(t)) => self.request_trailers = Some(t),
+                Ok(Some(t)) => self.rare_mut().request_trailers = Some(t),
                 Err(e) => {
                     self.note_error(&e);
                     return Err(h2_error(
@@ -223,7 +234,7 @@ impl HttpSession {
 
     /// The request trailers, once the body was read to its end.
     pub fn request_trailers(&self) -> Option<&HeaderMap> {
-        self.request_trailers.as_ref()
+        self.rare.as_ref()?.request_trailers.as_ref()
     }
 
     /// Read and discard the rest of the request body.
@@ -234,12 +245,12 @@ impl HttpSession {
 
     /// Whether the request body was read to its end.
     pub fn is_body_done(&self) -> bool {
-        self.request_body.is_end_stream()
+        self.body_ended || self.request_body.is_end_stream()
     }
 
     /// Whether the request has no body at all.
     pub fn is_body_empty(&self) -> bool {
-        self.body_read == 0 && self.request_body.is_end_stream()
+        self.body_read == 0 && self.is_body_done()
     }
 
     /// Read body, or once it is complete wait until the client resets the
@@ -358,7 +369,7 @@ impl HttpSession {
             return Error::e_explain(ErrorType::H2Error, "response body before its header");
         };
         let len = data.len();
-        let sent = match self.write_timeout {
+        let sent = match self.rare.as_ref().and_then(|r| r.write_timeout) {
             Some(t) => tokio::time::timeout(t, send_flow_controlled(body, data, end))
                 .await
                 .or_err(ErrorType::WriteTimedout, "writing HTTP/2 response body")?,
@@ -457,12 +468,16 @@ impl HttpSession {
 
     /// Limit each wait for request body.
     pub fn set_read_timeout(&mut self, timeout: Duration) {
-        self.read_timeout = Some(timeout);
+        self.rare_mut().read_timeout = Some(timeout);
     }
 
     /// Limit each wait to send response body.
     pub fn set_write_timeout(&mut self, timeout: Duration) {
-        self.write_timeout = Some(timeout);
+        self.rare_mut().write_timeout = Some(timeout);
+    }
+
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
     }
 
     /// `METHOD path, Host: authority`, for logs.
@@ -563,6 +578,19 @@ mod tests {
             .expect("a stream");
         tokio::spawn(async move { while let Some(Ok(_)) = conn.accept().await {} });
         s
+    }
+
+    #[test]
+    fn session_is_no_larger_than_an_http1_one() {
+        // `ServerSession` is as large as its largest variant and is moved
+        // several times per request: an HTTP/2 stream must not grow it
+        // (448 B: the HTTP/1 session's size when this was written)
+        let h2 = std::mem::size_of::<HttpSession>();
+        let h1 = std::mem::size_of::<crate::protocols::http::v1::server::HttpSession>();
+        assert!(
+            h2 <= h1.max(448),
+            "HTTP/2 session {h2} B, HTTP/1 session {h1} B"
+        );
     }
 
     #[tokio::test]
