@@ -51,24 +51,34 @@ pub trait IntoCaseHeaderName {
     /// Convert `self` into its case-preserved spelling.
     fn into_case_header_name(self) -> CaseHeaderName;
 
-    /// Produce both the spelling and the normalized name, failing on an invalid name.
+    /// Produce the spelling, the normalized name and the name's [`known`](crate::known) bit,
+    /// failing on an invalid name.
     ///
     /// The default parses the spelling; the implementations for [`HeaderName`] override it to
     /// skip that work. The argument cannot be named outside this crate, so no other override
-    /// exists: the two halves always name the same header, which the header types rely on.
+    /// exists: the parts always name the same header, which the header types rely on.
     #[doc(hidden)]
-    #[inline]
-    fn into_case_and_header_name(self, _: sealed::Internal) -> Result<(CaseHeaderName, HeaderName)>
+    // always: out of line, the large result is returned through memory and copied, which
+    // costs more than the lookup itself (this runs for every header parsed)
+    #[inline(always)]
+    fn into_case_and_header_name(
+        self,
+        _: sealed::Internal,
+    ) -> Result<(CaseHeaderName, HeaderName, u16)>
     where
         Self: Sized,
     {
         let case = self.into_case_header_name();
-        let name = match crate::standard_name::standard_header_name(case.as_slice()) {
-            Some(name) => name,
-            None => HeaderName::from_bytes(case.as_slice())
-                .or_err(InvalidHTTPHeader, "invalid header name")?,
+        let (name, bit) = match crate::standard_name::standard_header_name(case.as_slice()) {
+            Some(found) => (found.name, found.bit),
+            None => {
+                let name = HeaderName::from_bytes(case.as_slice())
+                    .or_err(InvalidHTTPHeader, "invalid header name")?;
+                let bit = crate::known::bit(&name);
+                (name, bit)
+            }
         };
-        Ok((case, name))
+        Ok((case, name, bit))
     }
 }
 
@@ -109,8 +119,9 @@ impl IntoCaseHeaderName for HeaderName {
     fn into_case_and_header_name(
         self,
         _: sealed::Internal,
-    ) -> Result<(CaseHeaderName, HeaderName)> {
-        Ok((CaseHeaderName(titled_header_name(&self)), self))
+    ) -> Result<(CaseHeaderName, HeaderName, u16)> {
+        let bit = crate::known::bit(&self);
+        Ok((CaseHeaderName(titled_header_name(&self)), self, bit))
     }
 }
 
@@ -123,8 +134,56 @@ impl IntoCaseHeaderName for &HeaderName {
     fn into_case_and_header_name(
         self,
         _: sealed::Internal,
-    ) -> Result<(CaseHeaderName, HeaderName)> {
-        Ok((CaseHeaderName(titled_header_name(self)), self.clone()))
+    ) -> Result<(CaseHeaderName, HeaderName, u16)> {
+        let bit = crate::known::bit(self);
+        Ok((CaseHeaderName(titled_header_name(self)), self.clone(), bit))
+    }
+}
+
+/// A header name inside a received head, not sliced out of it yet.
+///
+/// A standard name spelled exactly in its title case (`Content-Length`, as most servers and
+/// clients write them) is recorded as the static spelling: no reference to the head's buffer
+/// is taken, so none is counted up and down when the header is cloned and dropped. Any other
+/// spelling becomes a slice of the head, as with [`Bytes`].
+pub(crate) struct ParsedName<'a> {
+    pub(crate) head: &'a Bytes,
+    /// Where the name lies in `head`.
+    pub(crate) range: std::ops::Range<usize>,
+}
+
+impl IntoCaseHeaderName for ParsedName<'_> {
+    #[inline]
+    fn into_case_header_name(self) -> CaseHeaderName {
+        CaseHeaderName(self.head.slice(self.range))
+    }
+
+    #[inline(always)]
+    fn into_case_and_header_name(
+        self,
+        _: sealed::Internal,
+    ) -> Result<(CaseHeaderName, HeaderName, u16)> {
+        let Some(bytes) = self.head.get(self.range.clone()) else {
+            return Err(pingora_error::Error::explain(
+                InvalidHTTPHeader,
+                "header name out of range",
+            ));
+        };
+        match crate::standard_name::standard_header_name(bytes) {
+            Some(found) => {
+                let case = match found.titled {
+                    Some(titled) => Bytes::from_static(titled),
+                    None => self.head.slice(self.range),
+                };
+                Ok((CaseHeaderName(case), found.name, found.bit))
+            }
+            None => {
+                let name = HeaderName::from_bytes(bytes)
+                    .or_err(InvalidHTTPHeader, "invalid header name")?;
+                let bit = crate::known::bit(&name);
+                Ok((CaseHeaderName(self.head.slice(self.range)), name, bit))
+            }
+        }
     }
 }
 
@@ -221,11 +280,17 @@ mod tests {
             .into_case_and_header_name(sealed::Internal(()))
             .is_err());
         assert!("".into_case_and_header_name(sealed::Internal(())).is_err());
-        let (case, name) = "X-Ok"
+        let (case, name, bit) = "X-Ok"
             .into_case_and_header_name(sealed::Internal(()))
             .unwrap();
         assert_eq!(case.as_slice(), b"X-Ok");
         assert_eq!(name.as_str(), "x-ok");
+        assert_eq!(bit, 0);
+        // a custom name can still be a known one
+        let (_, _, bit) = "Proxy-Connection"
+            .into_case_and_header_name(sealed::Internal(()))
+            .unwrap();
+        assert_eq!(bit, crate::known::PROXY_CONNECTION);
     }
 
     #[test]

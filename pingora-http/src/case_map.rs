@@ -18,9 +18,9 @@
 
 use crate::case_header_name::sealed::Internal;
 use crate::case_header_name::{titled_header_name_str, CaseHeaderName, IntoCaseHeaderName};
-use crate::{HMap, HeaderNameVariant};
+use crate::{known, HMap, HeaderNameVariant};
 use bytes::BufMut;
-use http::header::{AsHeaderName, HeaderValue};
+use http::header::{AsHeaderName, HeaderName, HeaderValue};
 use pingora_error::{Error, ErrorType::InvalidHTTPHeader, OrErr, Result};
 
 /// Original spellings of header names, one per value, in the value map's iteration order.
@@ -69,25 +69,27 @@ fn resync(case_map: &mut CaseMap, values: &HMap) {
 }
 
 /// Add `value` under `name`, keeping any existing values. Returns whether the name was already
-/// present.
+/// present. `present` holds what is [`known`] about `values` and is kept exact.
 pub(crate) fn append(
     case_map: Option<&mut CaseMap>,
     values: &mut HMap,
+    present: &mut known::Known,
     name: impl IntoCaseHeaderName,
     value: HeaderValue,
 ) -> Result<bool> {
-    append_inline(case_map, values, name, value)
+    append_inline(case_map, values, present, name, value)
 }
 
 /// [`append`] for every header of a received head, in order: one loop with the per-header
 /// work inlined, as this runs for every header of every message parsed.
-pub(crate) fn append_all(
+pub(crate) fn append_all<N: IntoCaseHeaderName>(
     mut case_map: Option<&mut CaseMap>,
     values: &mut HMap,
-    headers: impl Iterator<Item = (bytes::Bytes, HeaderValue)>,
+    present: &mut known::Known,
+    headers: impl Iterator<Item = (N, HeaderValue)>,
 ) -> Result<()> {
     for (name, value) in headers {
-        append_inline(case_map.as_deref_mut(), values, name, value)?;
+        append_inline(case_map.as_deref_mut(), values, present, name, value)?;
     }
     Ok(())
 }
@@ -96,14 +98,20 @@ pub(crate) fn append_all(
 fn append_inline(
     case_map: Option<&mut CaseMap>,
     values: &mut HMap,
+    present: &mut known::Known,
     name: impl IntoCaseHeaderName,
     value: HeaderValue,
 ) -> Result<bool> {
     check_room(values)?;
-    let (case, name) = name.into_case_and_header_name(Internal(()))?;
+    let (case, name, bit) = name.into_case_and_header_name(Internal(()))?;
+    // most names are none of the known ones: nothing to note or update for them
+    let noted = (bit != 0).then(|| known::Known::note(bit, &value));
     let existed = values
         .try_append(name, value)
         .or_err(InvalidHTTPHeader, "too many headers")?;
+    if let Some(noted) = noted {
+        present.appended(bit, existed, noted);
+    }
     if let Some(case_map) = case_map {
         if !existed {
             // a new name is the map's new last entry
@@ -126,14 +134,19 @@ fn append_inline(
 pub(crate) fn insert(
     case_map: Option<&mut CaseMap>,
     values: &mut HMap,
+    present: &mut known::Known,
     name: impl IntoCaseHeaderName,
     value: HeaderValue,
 ) -> Result<()> {
     check_room(values)?;
-    let (case, name) = name.into_case_and_header_name(Internal(()))?;
+    let (case, name, bit) = name.into_case_and_header_name(Internal(()))?;
+    let noted = (bit != 0).then(|| known::Known::note(bit, &value));
     let replaced = values
         .try_insert(name, value)
         .or_err(InvalidHTTPHeader, "too many headers")?;
+    if let Some(noted) = noted {
+        present.inserted(bit, noted);
+    }
     if let Some(case_map) = case_map {
         if replaced.is_none() {
             case_map.push(case);
@@ -158,17 +171,20 @@ pub(crate) fn insert(
     Ok(())
 }
 
-/// Where the group whose first value is `first` lies in iteration order, and where the last
-/// group starts: `(start, count, last_start)`.
-///
-/// The start is found by address (one pointer compare per value); group extents come from the
-/// spellings, which are equal without case exactly within a group.
-fn locate(
-    case_map: &CaseMap,
-    values: &HMap,
-    first: *const HeaderValue,
-) -> Option<(usize, usize, usize)> {
-    let start = values.values().position(|v| std::ptr::eq(v, first))?;
+/// The position in iteration order of the value at `first` and the [`known`] bit of its
+/// name, found by address (one pointer compare per value).
+fn find_value(values: &HMap, first: *const HeaderValue) -> Option<(usize, u16)> {
+    values
+        .iter()
+        .enumerate()
+        .find(|(_, (_, v))| std::ptr::eq(*v, first))
+        .map(|(at, (name, _))| (at, known::bit(name)))
+}
+
+/// Where the group starting at `start` in iteration order ends, and where the last group
+/// starts: `(start, count, last_start)`. Group extents come from the spellings, which are
+/// equal without case exactly within a group.
+fn locate(case_map: &CaseMap, start: usize) -> Option<(usize, usize, usize)> {
     let head = case_map.get(start)?;
     let count = 1 + case_map
         .get(start + 1..)?
@@ -188,24 +204,79 @@ fn locate(
 pub(crate) fn remove<'a, N: ?Sized>(
     case_map: Option<&mut CaseMap>,
     values: &mut HMap,
+    present: &mut known::Known,
     name: &'a N,
 ) -> Option<HeaderValue>
 where
     &'a N: 'a + AsHeaderName,
 {
-    let Some(case_map) = case_map else {
-        return values.remove(name);
-    };
     // The group is identified by the address of its first value: `name` can be looked up but
     // not compared with the names the iteration yields.
     let first: *const HeaderValue = values.get(name)?;
-    let len = values.len();
-    let located = if case_map.len() == len {
-        locate(case_map, values, first)
+    let found = if case_map.is_some() || present.bits() != 0 {
+        find_value(values, first)
     } else {
         None
     };
-    let removed = values.remove(name);
+    // Not finding the value just looked up is impossible; should it happen anyway, the bits
+    // are recounted rather than left stale.
+    remove_found(case_map, values, present, found, |values| {
+        values.remove(name)
+    })
+}
+
+/// [`remove`] for a [`HeaderName`]: the group is found by comparing names in one pass over
+/// the values, instead of a hashed lookup followed by that pass (and an absent name costs no
+/// lookup at all).
+pub(crate) fn remove_named(
+    case_map: Option<&mut CaseMap>,
+    values: &mut HMap,
+    present: &mut known::Known,
+    name: &HeaderName,
+) -> Option<HeaderValue> {
+    // Without repeated names a name's place among the names is its place among the values,
+    // and the names are a plain slice to scan; otherwise the values are walked.
+    let at = if values.keys_len() == values.len() {
+        values.keys().position(|n| n == name)?
+    } else {
+        values.iter().position(|(n, _)| n == name)?
+    };
+    let found = Some((at, known::bit(name)));
+    remove_found(case_map, values, present, found, |values| {
+        values.remove(name)
+    })
+}
+
+/// The bookkeeping of a removal: `found` is where the group starts in iteration order and the
+/// name's known bit (`None` if that could not be found, which the callers rule out), `remove`
+/// removes the group from the map.
+fn remove_found(
+    case_map: Option<&mut CaseMap>,
+    values: &mut HMap,
+    present: &mut known::Known,
+    found: Option<(usize, u16)>,
+    remove: impl FnOnce(&mut HMap) -> Option<HeaderValue>,
+) -> Option<HeaderValue> {
+    let recount = found.is_none() && present.bits() != 0;
+    if let Some((_, bit)) = found {
+        present.removed(bit);
+    }
+    let Some(case_map) = case_map else {
+        let removed = remove(values);
+        if recount {
+            *present = known::Known::of_map(values);
+        }
+        return removed;
+    };
+    let len = values.len();
+    let located = match found {
+        Some((start, _)) if case_map.len() == len => locate(case_map, start),
+        _ => None,
+    };
+    let removed = remove(values);
+    if recount {
+        *present = known::Known::of_map(values);
+    }
     match located {
         Some((start, count, last_start)) => {
             // The map swap-removes the entry: its last entry (group) takes the freed place,

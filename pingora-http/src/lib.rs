@@ -39,6 +39,8 @@
 
 mod case_header_name;
 mod case_map;
+#[doc(hidden)]
+pub mod known;
 mod request;
 mod response;
 mod standard_name;

@@ -1,6 +1,6 @@
 //! [`RequestHeader`]: an HTTP request head that preserves header-name case and order.
 
-use crate::case_header_name::IntoCaseHeaderName;
+use crate::case_header_name::{IntoCaseHeaderName, ParsedName};
 use crate::case_map::{self, capacity_for, CaseMap};
 use crate::target::{self, RawTarget};
 use crate::{CaseHeaderName, HeaderNameVariant, Method, Version};
@@ -29,6 +29,8 @@ enum Target<'a> {
 pub struct RequestHeader {
     base: ReqParts,
     header_name_map: Option<CaseMap>,
+    /// What is [`known`](crate::known) about `base.headers`, kept exact by every mutation.
+    known: crate::known::Known,
     raw_target: RawTarget,
     send_end_stream: bool,
 }
@@ -74,6 +76,7 @@ impl RequestHeader {
         Ok(RequestHeader {
             base,
             header_name_map: case.then(|| CaseMap::with_capacity(capacity)),
+            known: crate::known::Known::default(),
             raw_target,
             send_end_stream: true,
         })
@@ -129,6 +132,7 @@ impl RequestHeader {
         case_map::append(
             self.header_name_map.as_mut(),
             &mut self.base.headers,
+            &mut self.known,
             name,
             value,
         )
@@ -145,7 +149,25 @@ impl RequestHeader {
         case_map::append_all(
             self.header_name_map.as_mut(),
             &mut self.base.headers,
+            &mut self.known,
             headers,
+        )
+    }
+
+    /// [`Self::append_parsed_headers`] with each name given as its place in `head` (the
+    /// received head the values are slices of): standard names spelled in their usual title
+    /// case are then recorded without referencing `head`.
+    #[doc(hidden)]
+    pub fn append_parsed_fields(
+        &mut self,
+        head: &bytes::Bytes,
+        fields: impl Iterator<Item = (std::ops::Range<usize>, HeaderValue)>,
+    ) -> Result<()> {
+        case_map::append_all(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            &mut self.known,
+            fields.map(|(range, value)| (ParsedName { head, range }, value)),
         )
     }
 
@@ -164,6 +186,7 @@ impl RequestHeader {
         case_map::insert(
             self.header_name_map.as_mut(),
             &mut self.base.headers,
+            &mut self.known,
             name,
             value,
         )
@@ -174,7 +197,25 @@ impl RequestHeader {
     where
         &'a N: 'a + AsHeaderName,
     {
-        case_map::remove(self.header_name_map.as_mut(), &mut self.base.headers, name)
+        case_map::remove(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            &mut self.known,
+            name,
+        )
+    }
+
+    /// [`Self::remove_header`] for a [`HeaderName`](http::header::HeaderName): found by comparing
+    /// names rather than by a hashed lookup, which is cheaper for the few headers a message
+    /// has (and free of hashing when the header is absent).
+    #[doc(hidden)]
+    pub fn remove_header_named(&mut self, name: &http::header::HeaderName) -> Option<HeaderValue> {
+        case_map::remove_named(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            &mut self.known,
+            name,
+        )
     }
 
     /// Write the header lines (`Name: value\r\n` each, without the request line or the final
@@ -191,6 +232,30 @@ impl RequestHeader {
     /// Whether header-name case is recorded (built with [`Self::build`]).
     pub fn has_case(&self) -> bool {
         self.header_name_map.is_some()
+    }
+
+    /// Which of the headers named in [`known`](crate::known) this message holds, one bit each:
+    /// a clear bit means absent, with no map lookup.
+    #[doc(hidden)]
+    #[inline]
+    pub fn known_headers(&self) -> u16 {
+        self.known.bits()
+    }
+
+    /// The `Content-Length` when the message has exactly one and it is a plain decimal
+    /// number, without a lookup; `None` means "look at the headers".
+    #[doc(hidden)]
+    #[inline]
+    pub fn known_content_length(&self) -> Option<u64> {
+        self.known.content_length()
+    }
+
+    /// The `Connection` value when the message has exactly one and it is `keep-alive` or
+    /// `close`, without a lookup; `None` means "look at the headers".
+    #[doc(hidden)]
+    #[inline]
+    pub fn known_connection(&self) -> Option<crate::known::ConnectionValue> {
+        self.known.connection()
     }
 
     /// Call `f` for each header in wire order with the name as it would be written; stops at
@@ -283,6 +348,7 @@ impl Clone for RequestHeader {
         RequestHeader {
             base: self.as_owned_parts(),
             header_name_map: self.header_name_map.clone(),
+            known: self.known,
             raw_target: self.raw_target.clone(),
             send_end_stream: self.send_end_stream,
         }
@@ -293,6 +359,7 @@ impl Clone for RequestHeader {
 impl From<ReqParts> for RequestHeader {
     fn from(parts: ReqParts) -> Self {
         RequestHeader {
+            known: crate::known::Known::of_map(&parts.headers),
             base: parts,
             header_name_map: None,
             raw_target: RawTarget::FromUri,

@@ -1,6 +1,6 @@
 //! [`ResponseHeader`]: an HTTP response head that preserves header-name case and order.
 
-use crate::case_header_name::IntoCaseHeaderName;
+use crate::case_header_name::{IntoCaseHeaderName, ParsedName};
 use crate::case_map::{self, capacity_for, CaseMap};
 use crate::{CaseHeaderName, HeaderNameVariant, StatusCode, Version};
 use bytes::BufMut;
@@ -17,6 +17,8 @@ use std::ops::Deref;
 pub struct ResponseHeader {
     base: RespParts,
     header_name_map: Option<CaseMap>,
+    /// What is [`known`](crate::known) about `base.headers`, kept exact by every mutation.
+    known: crate::known::Known,
     /// `None` means the canonical phrase of the status code.
     reason_phrase: Option<Box<str>>,
 }
@@ -55,6 +57,7 @@ impl ResponseHeader {
         Ok(ResponseHeader {
             base,
             header_name_map: case.then(|| CaseMap::with_capacity(capacity)),
+            known: crate::known::Known::default(),
             reason_phrase: None,
         })
     }
@@ -87,6 +90,7 @@ impl ResponseHeader {
         case_map::append(
             self.header_name_map.as_mut(),
             &mut self.base.headers,
+            &mut self.known,
             name,
             value,
         )
@@ -103,7 +107,25 @@ impl ResponseHeader {
         case_map::append_all(
             self.header_name_map.as_mut(),
             &mut self.base.headers,
+            &mut self.known,
             headers,
+        )
+    }
+
+    /// [`Self::append_parsed_headers`] with each name given as its place in `head` (the
+    /// received head the values are slices of): standard names spelled in their usual title
+    /// case are then recorded without referencing `head`.
+    #[doc(hidden)]
+    pub fn append_parsed_fields(
+        &mut self,
+        head: &bytes::Bytes,
+        fields: impl Iterator<Item = (std::ops::Range<usize>, HeaderValue)>,
+    ) -> Result<()> {
+        case_map::append_all(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            &mut self.known,
+            fields.map(|(range, value)| (ParsedName { head, range }, value)),
         )
     }
 
@@ -119,6 +141,7 @@ impl ResponseHeader {
         case_map::insert(
             self.header_name_map.as_mut(),
             &mut self.base.headers,
+            &mut self.known,
             name,
             value,
         )
@@ -129,7 +152,25 @@ impl ResponseHeader {
     where
         &'a N: 'a + AsHeaderName,
     {
-        case_map::remove(self.header_name_map.as_mut(), &mut self.base.headers, name)
+        case_map::remove(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            &mut self.known,
+            name,
+        )
+    }
+
+    /// [`Self::remove_header`] for a [`HeaderName`](http::header::HeaderName): found by comparing
+    /// names rather than by a hashed lookup, which is cheaper for the few headers a message
+    /// has (and free of hashing when the header is absent).
+    #[doc(hidden)]
+    pub fn remove_header_named(&mut self, name: &http::header::HeaderName) -> Option<HeaderValue> {
+        case_map::remove_named(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            &mut self.known,
+            name,
+        )
     }
 
     /// Write the header lines (`Name: value\r\n` each, without the status line or the final
@@ -146,6 +187,30 @@ impl ResponseHeader {
     /// Whether header-name case is recorded (built with [`Self::build`]).
     pub fn has_case(&self) -> bool {
         self.header_name_map.is_some()
+    }
+
+    /// Which of the headers named in [`known`](crate::known) this message holds, one bit each:
+    /// a clear bit means absent, with no map lookup.
+    #[doc(hidden)]
+    #[inline]
+    pub fn known_headers(&self) -> u16 {
+        self.known.bits()
+    }
+
+    /// The `Content-Length` when the message has exactly one and it is a plain decimal
+    /// number, without a lookup; `None` means "look at the headers".
+    #[doc(hidden)]
+    #[inline]
+    pub fn known_content_length(&self) -> Option<u64> {
+        self.known.content_length()
+    }
+
+    /// The `Connection` value when the message has exactly one and it is `keep-alive` or
+    /// `close`, without a lookup; `None` means "look at the headers".
+    #[doc(hidden)]
+    #[inline]
+    pub fn known_connection(&self) -> Option<crate::known::ConnectionValue> {
+        self.known.connection()
     }
 
     /// Call `f` for each header in wire order with the name as it would be written; stops at
@@ -220,6 +285,7 @@ impl Clone for ResponseHeader {
         ResponseHeader {
             base: self.as_owned_parts(),
             header_name_map: self.header_name_map.clone(),
+            known: self.known,
             reason_phrase: self.reason_phrase.clone(),
         }
     }
@@ -229,6 +295,7 @@ impl Clone for ResponseHeader {
 impl From<RespParts> for ResponseHeader {
     fn from(parts: RespParts) -> Self {
         ResponseHeader {
+            known: crate::known::Known::of_map(&parts.headers),
             base: parts,
             header_name_map: None,
             reason_phrase: None,

@@ -14,7 +14,7 @@ use http::header::*;
 /// is precisely `input.eq_ignore_ascii_case(lower)` for such names, done a machine word at a
 /// time: `lower` is a constant, so its case-folding mask and value fold into immediates.
 #[inline(always)]
-fn eq_lower<const N: usize>(input: &[u8; N], lower: &[u8; N]) -> bool {
+pub(crate) fn eq_lower<const N: usize>(input: &[u8; N], lower: &[u8; N]) -> bool {
     if N >= 8 {
         let mut diff = 0u64;
         let mut at = 0;
@@ -58,14 +58,45 @@ fn word_diff<const N: usize, const W: usize>(input: &[u8; N], lower: &[u8; N], a
     (x | fold) ^ want
 }
 
+/// Whether `input` is exactly `want`, a machine word at a time.
+#[inline(always)]
+fn eq_exact<const N: usize>(input: &[u8; N], want: &[u8; N]) -> bool {
+    let word = |bytes: &[u8; N], at: usize| -> u64 {
+        let mut w = [0u8; 8];
+        let end = (at + 8).min(N);
+        if let (Some(dst), Some(src)) = (w.get_mut(..end - at), bytes.get(at..end)) {
+            dst.copy_from_slice(src);
+        }
+        u64::from_le_bytes(w)
+    };
+    let mut diff = 0u64;
+    let mut at = 0;
+    while at < N {
+        diff |= word(input, at) ^ word(want, at);
+        at += 8;
+    }
+    diff == 0
+}
+
+/// A standard header recognised by [`standard_header_name`].
+pub(crate) struct Standard {
+    pub(crate) name: HeaderName,
+    /// The [`known`](crate::known) bit of the name.
+    pub(crate) bit: u16,
+    /// The input itself as a static string, when it is the name's usual title-case spelling.
+    pub(crate) titled: Option<&'static [u8]>,
+}
+
 macro_rules! by_length {
-    ($name:expr; $($len:literal => [$($lit:literal => $hdr:ident),+],)+) => {
+    ($name:expr; $($len:literal => [$($lit:literal => $hdr:ident $(| $bit:ident)? $(/ $titled:literal)?),+],)+) => {
         match $name.len() {
             $($len => {
                 // the length was just matched, so the conversion cannot fail
                 let input: &[u8; $len] = $name.try_into().ok()?;
                 $(if eq_lower(input, $lit) {
-                    return Some($hdr);
+                    let titled: Option<&'static [u8]> = None;
+                    $(let titled = if eq_exact(input, $titled) { Some(&$titled[..]) } else { titled };)?
+                    return Some(Standard { name: $hdr, bit: 0 $(| crate::known::$bit)?, titled });
                 })+
                 None
             })+
@@ -74,26 +105,28 @@ macro_rules! by_length {
     };
 }
 
-/// The standard header `name` spells (in any letter case), or `None` if it is not one.
-pub(crate) fn standard_header_name(name: &[u8]) -> Option<HeaderName> {
+/// The standard header `name` spells (in any letter case), its [`known`](crate::known) bit and
+/// whether `name` is the usual title-case spelling (all found by the same comparisons, so
+/// nearly free), or `None` if it is not one.
+pub(crate) fn standard_header_name(name: &[u8]) -> Option<Standard> {
     // within a length, the most frequent names come first
     by_length! { name;
-        2 => [b"te" => TE],
-        3 => [b"via" => VIA, b"age" => AGE, b"dnt" => DNT],
-        4 => [b"host" => HOST, b"date" => DATE, b"etag" => ETAG, b"vary" => VARY, b"from" => FROM, b"link" => LINK],
-        5 => [b"allow" => ALLOW, b"range" => RANGE],
-        6 => [b"accept" => ACCEPT, b"server" => SERVER, b"cookie" => COOKIE, b"expect" => EXPECT, b"origin" => ORIGIN, b"pragma" => PRAGMA],
-        7 => [b"expires" => EXPIRES, b"referer" => REFERER, b"upgrade" => UPGRADE, b"alt-svc" => ALT_SVC, b"refresh" => REFRESH, b"trailer" => TRAILER, b"warning" => WARNING],
-        8 => [b"location" => LOCATION, b"if-match" => IF_MATCH, b"if-range" => IF_RANGE],
-        9 => [b"forwarded" => FORWARDED],
-        10 => [b"user-agent" => USER_AGENT, b"connection" => CONNECTION, b"set-cookie" => SET_COOKIE],
-        11 => [b"retry-after" => RETRY_AFTER],
-        12 => [b"content-type" => CONTENT_TYPE, b"cache-status" => CACHE_STATUS, b"max-forwards" => MAX_FORWARDS],
-        13 => [b"cache-control" => CACHE_CONTROL, b"last-modified" => LAST_MODIFIED, b"accept-ranges" => ACCEPT_RANGES, b"authorization" => AUTHORIZATION, b"content-range" => CONTENT_RANGE, b"if-none-match" => IF_NONE_MATCH],
-        14 => [b"content-length" => CONTENT_LENGTH, b"accept-charset" => ACCEPT_CHARSET],
-        15 => [b"accept-encoding" => ACCEPT_ENCODING, b"accept-language" => ACCEPT_LANGUAGE, b"public-key-pins" => PUBLIC_KEY_PINS, b"referrer-policy" => REFERRER_POLICY, b"x-frame-options" => X_FRAME_OPTIONS],
-        16 => [b"content-encoding" => CONTENT_ENCODING, b"content-language" => CONTENT_LANGUAGE, b"content-location" => CONTENT_LOCATION, b"www-authenticate" => WWW_AUTHENTICATE, b"x-xss-protection" => X_XSS_PROTECTION],
-        17 => [b"transfer-encoding" => TRANSFER_ENCODING, b"cdn-cache-control" => CDN_CACHE_CONTROL, b"if-modified-since" => IF_MODIFIED_SINCE, b"sec-websocket-key" => SEC_WEBSOCKET_KEY],
+        2 => [b"te" => TE | TE / b"TE"],
+        3 => [b"via" => VIA / b"Via", b"age" => AGE / b"Age", b"dnt" => DNT],
+        4 => [b"host" => HOST | HOST / b"Host", b"date" => DATE | DATE / b"Date", b"etag" => ETAG / b"ETag", b"vary" => VARY / b"Vary", b"from" => FROM, b"link" => LINK / b"Link"],
+        5 => [b"allow" => ALLOW / b"Allow", b"range" => RANGE / b"Range"],
+        6 => [b"accept" => ACCEPT / b"Accept", b"server" => SERVER / b"Server", b"cookie" => COOKIE / b"Cookie", b"expect" => EXPECT | EXPECT / b"Expect", b"origin" => ORIGIN / b"Origin", b"pragma" => PRAGMA / b"Pragma"],
+        7 => [b"expires" => EXPIRES / b"Expires", b"referer" => REFERER / b"Referer", b"upgrade" => UPGRADE | UPGRADE / b"Upgrade", b"alt-svc" => ALT_SVC / b"Alt-Svc", b"refresh" => REFRESH, b"trailer" => TRAILER | TRAILER / b"Trailer", b"warning" => WARNING],
+        8 => [b"location" => LOCATION / b"Location", b"if-match" => IF_MATCH / b"If-Match", b"if-range" => IF_RANGE / b"If-Range"],
+        9 => [b"forwarded" => FORWARDED / b"Forwarded"],
+        10 => [b"user-agent" => USER_AGENT / b"User-Agent", b"connection" => CONNECTION | CONNECTION / b"Connection", b"set-cookie" => SET_COOKIE / b"Set-Cookie"],
+        11 => [b"retry-after" => RETRY_AFTER / b"Retry-After"],
+        12 => [b"content-type" => CONTENT_TYPE / b"Content-Type", b"cache-status" => CACHE_STATUS, b"max-forwards" => MAX_FORWARDS],
+        13 => [b"cache-control" => CACHE_CONTROL / b"Cache-Control", b"last-modified" => LAST_MODIFIED / b"Last-Modified", b"accept-ranges" => ACCEPT_RANGES / b"Accept-Ranges", b"authorization" => AUTHORIZATION / b"Authorization", b"content-range" => CONTENT_RANGE / b"Content-Range", b"if-none-match" => IF_NONE_MATCH / b"If-None-Match"],
+        14 => [b"content-length" => CONTENT_LENGTH | CONTENT_LENGTH / b"Content-Length", b"accept-charset" => ACCEPT_CHARSET / b"Accept-Charset"],
+        15 => [b"accept-encoding" => ACCEPT_ENCODING / b"Accept-Encoding", b"accept-language" => ACCEPT_LANGUAGE / b"Accept-Language", b"public-key-pins" => PUBLIC_KEY_PINS, b"referrer-policy" => REFERRER_POLICY, b"x-frame-options" => X_FRAME_OPTIONS],
+        16 => [b"content-encoding" => CONTENT_ENCODING / b"Content-Encoding", b"content-language" => CONTENT_LANGUAGE / b"Content-Language", b"content-location" => CONTENT_LOCATION / b"Content-Location", b"www-authenticate" => WWW_AUTHENTICATE / b"WWW-Authenticate", b"x-xss-protection" => X_XSS_PROTECTION],
+        17 => [b"transfer-encoding" => TRANSFER_ENCODING | TRANSFER_ENCODING / b"Transfer-Encoding", b"cdn-cache-control" => CDN_CACHE_CONTROL, b"if-modified-since" => IF_MODIFIED_SINCE / b"If-Modified-Since", b"sec-websocket-key" => SEC_WEBSOCKET_KEY | SEC_WEBSOCKET_KEY],
         18 => [b"proxy-authenticate" => PROXY_AUTHENTICATE],
         19 => [b"content-disposition" => CONTENT_DISPOSITION, b"if-unmodified-since" => IF_UNMODIFIED_SINCE, b"proxy-authorization" => PROXY_AUTHORIZATION],
         20 => [b"sec-websocket-accept" => SEC_WEBSOCKET_ACCEPT],
@@ -203,16 +236,30 @@ mod tests {
     fn agrees_with_from_bytes() {
         for name in ALL {
             let std = HeaderName::from_bytes(name.as_bytes()).expect("standard name");
-            assert_eq!(
-                standard_header_name(name.as_bytes()),
-                Some(std.clone()),
-                "{name}"
-            );
+            let bit = crate::known::bit(&std);
+            let found = |input: &[u8]| {
+                standard_header_name(input).map(|f| {
+                    // a static spelling is only ever the input itself
+                    if let Some(titled) = f.titled {
+                        assert_eq!(titled, input);
+                    }
+                    (f.name, f.bit)
+                })
+            };
+            assert_eq!(found(name.as_bytes()), Some((std.clone(), bit)), "{name}");
             let upper = name.to_ascii_uppercase();
-            assert_eq!(standard_header_name(upper.as_bytes()), Some(std.clone()));
+            assert_eq!(found(upper.as_bytes()), Some((std.clone(), bit)));
             let mut titled = name.as_bytes().to_vec();
             titled[0] = titled[0].to_ascii_uppercase();
-            assert_eq!(standard_header_name(&titled), Some(std));
+            assert_eq!(found(&titled), Some((std.clone(), bit)));
+            // the usual spelling, where one is listed, is recognised as such
+            let usual = crate::case_header_name::titled_header_name_str(&std);
+            if let Some(usual) = usual {
+                let f = standard_header_name(usual.as_bytes()).expect("standard");
+                if let Some(titled) = f.titled {
+                    assert_eq!(titled, usual.as_bytes());
+                }
+            }
         }
     }
 
@@ -238,8 +285,9 @@ mod tests {
                 for b in 0..=255u8 {
                     let mut v = name.as_bytes().to_vec();
                     v[i] = b;
-                    if let Some(h) = standard_header_name(&v) {
-                        assert_eq!(Some(h), HeaderName::from_bytes(&v).ok(), "{v:?}");
+                    if let Some(f) = standard_header_name(&v) {
+                        assert_eq!(Some(f.name), HeaderName::from_bytes(&v).ok(), "{v:?}");
+                        assert!(f.titled.is_none_or(|t| t == &v[..]), "{v:?}");
                     }
                 }
             }
@@ -253,7 +301,7 @@ mod tests {
             "content_length",
             "content-lengtH ",
         ] {
-            assert_eq!(standard_header_name(other.as_bytes()), None, "{other}");
+            assert!(standard_header_name(other.as_bytes()).is_none(), "{other}");
         }
     }
 }

@@ -373,3 +373,169 @@ fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
         state
     }
 }
+
+/// The known-header bits equal a lookup of each name after every kind of mutation, with and
+/// without recorded case, including names spelled in other cases and repeated values.
+#[test]
+fn known_header_bits_follow_every_mutation() {
+    use crate::known;
+    let tracked: [(&str, u16); 6] = [
+        ("connection", known::CONNECTION),
+        ("transfer-encoding", known::TRANSFER_ENCODING),
+        ("content-length", known::CONTENT_LENGTH),
+        ("keep-alive", known::KEEP_ALIVE),
+        ("te", known::TE),
+        ("host", known::HOST),
+    ];
+    let names = [
+        "Connection",
+        "TRANSFER-encoding",
+        "content-length",
+        "Keep-Alive",
+        "te",
+        "Host",
+        "x-other",
+        "User-Agent",
+    ];
+    fn expected(headers: &http::HeaderMap, tracked: &[(&str, u16)]) -> u16 {
+        tracked
+            .iter()
+            .filter(|(n, _)| headers.contains_key(*n))
+            .fold(0, |bits, (_, b)| bits | b)
+            | if headers.get_all("host").iter().count() > 1 {
+                crate::known::REPEATED_HOST
+            } else {
+                0
+            }
+    }
+    for case in [true, false] {
+        // a fixed pseudo-random walk over the operations
+        let mut seed = 0x2545_f491_u32;
+        let mut req = if case {
+            RequestHeader::build("GET", b"/", None).unwrap()
+        } else {
+            RequestHeader::build_no_case("GET", b"/", None).unwrap()
+        };
+        let mut resp = if case {
+            ResponseHeader::build(200, None).unwrap()
+        } else {
+            ResponseHeader::build_no_case(200, None).unwrap()
+        };
+        for step in 0..2000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let name = names[(seed % names.len() as u32) as usize];
+            let value = ["1", "2", "keep-alive", "Close", "5, 5", "07"][(seed >> 16) as usize % 6];
+            match (seed >> 8) % 3 {
+                0 => {
+                    req.append_header(name, value).unwrap();
+                    resp.append_header(name, value).unwrap();
+                }
+                1 => {
+                    req.insert_header(name.to_string(), value).unwrap();
+                    resp.insert_header(name.to_string(), value).unwrap();
+                }
+                _ => {
+                    req.remove_header(name);
+                    if step % 2 == 0 {
+                        resp.remove_header(&name.to_ascii_lowercase());
+                    } else {
+                        let typed = http::header::HeaderName::from_bytes(name.as_bytes()).unwrap();
+                        resp.remove_header_named(&typed);
+                    }
+                }
+            }
+            assert_eq!(
+                req.known_headers(),
+                expected(&req.headers, &tracked),
+                "{step}"
+            );
+            assert_eq!(
+                resp.known_headers(),
+                expected(&resp.headers, &tracked),
+                "{step}"
+            );
+            // the remembered Connection token is there exactly when there is one such value
+            for (token, headers) in [
+                (req.known_connection(), &req.headers),
+                (resp.known_connection(), &resp.headers),
+            ] {
+                let values: Vec<_> = headers.get_all("connection").iter().collect();
+                let single = match values[..] {
+                    [v] if v.as_bytes().eq_ignore_ascii_case(b"keep-alive") => {
+                        Some(crate::known::ConnectionValue::KeepAlive)
+                    }
+                    [v] if v.as_bytes().eq_ignore_ascii_case(b"close") => {
+                        Some(crate::known::ConnectionValue::Close)
+                    }
+                    _ => None,
+                };
+                assert_eq!(token, single, "{step}");
+            }
+            // the remembered length is there exactly when there is one length value
+            for (length, headers) in [
+                (req.known_content_length(), &req.headers),
+                (resp.known_content_length(), &resp.headers),
+            ] {
+                let values: Vec<_> = headers.get_all("content-length").iter().collect();
+                let single = match values[..] {
+                    [v] => v.to_str().ok().and_then(|v| v.parse::<u64>().ok()),
+                    _ => None,
+                };
+                assert_eq!(length, single, "{step}");
+            }
+            for (bits, headers) in [
+                (req.known_headers(), &req.headers),
+                (resp.known_headers(), &resp.headers),
+            ] {
+                let repeated = headers.get_all("host").iter().count() > 1;
+                assert_eq!(bits & known::REPEATED_HOST != 0, repeated, "{step}");
+            }
+            // every recorded spelling still sits next to the value of its name
+            if case {
+                assert_eq!(resp.case_header_iter().count(), resp.headers.len());
+                assert_eq!(req.case_header_iter().count(), req.headers.len());
+            }
+            let clone = req.clone();
+            assert_eq!(clone.known_headers(), req.known_headers());
+        }
+        let from_parts = RequestHeader::from(req.as_owned_parts());
+        assert_eq!(from_parts.known_headers(), req.known_headers());
+        let from_parts = ResponseHeader::from(resp.as_owned_parts());
+        assert_eq!(from_parts.known_headers(), resp.known_headers());
+    }
+}
+
+/// Fields appended from a received head keep their spelling whether or not it is the usual
+/// title case (which is recorded without referencing the head), and the head may be dropped.
+#[test]
+fn parsed_fields_keep_their_spelling() {
+    let head = bytes::Bytes::from_static(
+        b"Content-Length: 5\r\ncontent-type: a\r\nETag: e\r\nEtag: f\r\nX-Custom: x\r\nKeep-Alive: t\r\n",
+    );
+    let mut fields = Vec::new();
+    for line in head.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let start = line.as_ptr() as usize - head.as_ptr() as usize;
+        let colon = line.iter().position(|b| *b == b':').unwrap();
+        let value = head.slice(start + colon + 2..start + line.len() - 1);
+        fields.push((
+            start..start + colon,
+            http::HeaderValue::from_maybe_shared(value).unwrap(),
+        ));
+    }
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    resp.append_parsed_fields(&head, fields.clone().into_iter())
+        .unwrap();
+    let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+    req.append_parsed_fields(&head, fields.into_iter()).unwrap();
+    drop(head);
+    let want = "Content-Length: 5\r\ncontent-type: a\r\nETag: e\r\nEtag: f\r\nX-Custom: x\r\nKeep-Alive: t\r\n";
+    assert_eq!(wire_resp(&resp), want);
+    assert_eq!(wire_req(&req), want);
+    assert_eq!(
+        resp.known_headers(),
+        crate::known::CONTENT_LENGTH | crate::known::KEEP_ALIVE
+    );
+    assert_eq!(resp.headers.get_all("etag").iter().count(), 2);
+}

@@ -5,6 +5,7 @@ use crate::node::{Id, PoolNode};
 use log::debug;
 use parking_lot::RwLock;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -17,6 +18,35 @@ type GroupKey = u64;
 
 /// Number of independently locked shards of the group map.
 const MAP_SHARDS: usize = 16;
+
+/// The hasher of the group maps. Group keys are hashes already (of a peer's reuse fields),
+/// computed by the owner, not chosen by clients, so one multiply spreads them over the
+/// buckets; SipHash cost more than the rest of a pool lookup.
+#[derive(Default)]
+struct GroupKeyHasher(u64);
+
+impl Hasher for GroupKeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // only reached for other key types; kept correct, not fast
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(26) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        // the product's high bits mix all of the key; fold them into the low ones, which
+        // pick the bucket
+        self.0 ^ (self.0 >> 32)
+    }
+}
+
+type GroupMap<S> = HashMap<GroupKey, Node<S>, BuildHasherDefault<GroupKeyHasher>>;
 
 /// With [`ConnectionPool::new`], the pool as a whole keeps at most this many
 /// times the per-group cap.
@@ -67,7 +97,7 @@ type Node<S> = Arc<PoolNode<PoolConnection<S>>>;
 ///
 /// See the [crate documentation](crate) for the limits and the locking scheme.
 pub struct ConnectionPool<S> {
-    groups: Box<[RwLock<HashMap<GroupKey, Node<S>>>]>,
+    groups: Box<[RwLock<GroupMap<S>>]>,
     // `None` when the pool keeps nothing (a zero limit).
     // The value wakes the connection's watcher, if it has one.
     lru: Option<ShardedLru<ConnectionMeta, Option<Arc<Notify>>>>,
@@ -89,7 +119,7 @@ impl<S> ConnectionPool<S> {
             .filter(|_| per_key > 0)
             .map(ShardedLru::new);
         let groups = (0..MAP_SHARDS)
-            .map(|_| RwLock::new(HashMap::new()))
+            .map(|_| RwLock::new(GroupMap::default()))
             .collect();
         ConnectionPool {
             groups,
@@ -98,7 +128,7 @@ impl<S> ConnectionPool<S> {
         }
     }
 
-    fn shard(&self, key: GroupKey) -> &RwLock<HashMap<GroupKey, Node<S>>> {
+    fn shard(&self, key: GroupKey) -> &RwLock<GroupMap<S>> {
         // Fold the high bits in: keys are hashes, but be robust to small ints.
         let idx = (key ^ (key >> 32)) as usize % MAP_SHARDS;
         &self.groups[idx]

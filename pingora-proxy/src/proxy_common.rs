@@ -6,7 +6,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 use pingora_core::protocols::http::HttpTask;
 use pingora_error::{Error, ErrorSource, ErrorType};
-use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http::{known, RequestHeader, ResponseHeader};
 
 /// The HTTP status a failed request should be answered with, or 0 when the client connection
 /// is beyond answering (it broke, or it is the one that failed to read).
@@ -68,7 +68,12 @@ fn is_protected(name: &HeaderName) -> bool {
 fn connection_options(headers: &http::HeaderMap) -> Vec<HeaderName> {
     let mut names = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
-        for token in value.as_bytes().split(|b| *b == b',') {
+        // the usual single token (`keep-alive`, `upgrade`) names nothing else: no splitting
+        let value = value.as_bytes();
+        if hop_by_hop_index(value).is_some() || value.eq_ignore_ascii_case(b"close") {
+            continue;
+        }
+        for token in value.split(|b| *b == b',') {
             let token = token.trim_ascii();
             // The usual tokens (`keep-alive`, `upgrade`, `close`) end here without building a
             // name: a lookup by `&str` does not allocate, `HeaderName::from_bytes` may.
@@ -91,18 +96,32 @@ fn connection_options(headers: &http::HeaderMap) -> Vec<HeaderName> {
     names
 }
 
-/// Which hop-by-hop headers `headers` holds, found in one pass over its names instead of a
-/// lookup per candidate: a bit per [`HOP_BY_HOP`] entry present, and the extra names listed as
+/// The [`known`] bit of each [`HOP_BY_HOP`] entry, in the same order.
+const HOP_BY_HOP_BITS: [u16; 5] = [
+    known::CONNECTION,
+    known::KEEP_ALIVE,
+    known::PROXY_CONNECTION,
+    known::TE,
+    known::UPGRADE,
+];
+
+/// Which hop-by-hop headers a message holds, from its [`known`] bits (no lookup, no pass over
+/// the names): a bit per [`HOP_BY_HOP`] entry present, and the extra names listed as
 /// `Connection` options (parsed only when there is a `Connection` header; empty, without
 /// allocating, when it only holds standard tokens such as `keep-alive`).
-fn hop_by_hop_present(headers: &http::HeaderMap) -> (u8, Vec<HeaderName>) {
+fn hop_by_hop_present(
+    present: u16,
+    single_token: bool,
+    headers: &http::HeaderMap,
+) -> (u8, Vec<HeaderName>) {
     let mut fixed = 0u8;
-    for name in headers.keys() {
-        if let Some(i) = hop_by_hop_index(name.as_str().as_bytes()) {
+    for (i, bit) in HOP_BY_HOP_BITS.iter().enumerate() {
+        if present & bit != 0 {
             fixed |= 1 << i;
         }
     }
-    let options = if fixed & 1 != 0 {
+    // a `Connection` of one usual token (`keep-alive`, `close`) names no other header
+    let options = if fixed & 1 != 0 && !single_token {
         connection_options(headers)
     } else {
         Vec::new()
@@ -122,13 +141,17 @@ fn ends_chunked(value: &HeaderValue) -> bool {
 /// Remove the hop-by-hop headers of a request: the fixed list and the options its
 /// `Connection` header names.
 pub(crate) fn strip_request_hop_by_hop(req: &mut RequestHeader) {
-    let (fixed, options) = hop_by_hop_present(&req.headers);
+    if req.known_headers() & known::HOP_BY_HOP == 0 {
+        return;
+    }
+    let single_token = req.known_connection().is_some();
+    let (fixed, options) = hop_by_hop_present(req.known_headers(), single_token, &req.headers);
     for name in options {
-        req.remove_header(&name);
+        req.remove_header_named(&name);
     }
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
         if fixed & (1 << i) != 0 {
-            req.remove_header(name);
+            req.remove_header_named(name);
         }
     }
 }
@@ -143,20 +166,25 @@ fn h2_to_h1_request(req: &mut RequestHeader) {
         }
     }
     if req.uri.scheme().is_some() || req.uri.authority().is_some() {
-        let path = req
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        if let Ok(uri) = path.parse() {
+        // the parsed path is shared, not copied and parsed again
+        let mut parts = http::uri::Parts::default();
+        parts.path_and_query = Some(
+            req.uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        if let Ok(uri) = http::Uri::from_parts(parts) {
             req.set_uri(uri);
         }
     }
     // A body announcing trailers (`Trailer` header) goes chunked even with a length: only a
-    // chunked HTTP/1.1 body can carry them.
-    let chunked = !req.headers.contains_key(header::CONTENT_LENGTH)
-        || req.headers.contains_key(header::TRAILER);
-    if req.send_end_stream() == Some(false) && chunked {
+    // chunked HTTP/1.1 body can carry them. (Headers looked up only when a body follows.)
+    let has_body = req.send_end_stream() == Some(false);
+    if has_body
+        && (!req.headers.contains_key(header::CONTENT_LENGTH)
+            || req.headers.contains_key(header::TRAILER))
+    {
         req.remove_header(&header::CONTENT_LENGTH);
         let _ = req.insert_header(
             header::TRANSFER_ENCODING,
@@ -174,7 +202,7 @@ pub(crate) fn prepare_upstream_request(req: &mut RequestHeader) {
     if req.version == Version::HTTP_2 {
         h2_to_h1_request(req);
     }
-    if req.headers.contains_key(header::TRANSFER_ENCODING) {
+    if req.known_headers() & known::TRANSFER_ENCODING != 0 {
         // The server session only accepts a request whose last coding is chunked, and hands us
         // the decoded payload: the upstream gets a fresh chunked body and no length.
         req.remove_header(&header::CONTENT_LENGTH);
@@ -232,13 +260,17 @@ fn response_has_body(method: &Method, status: StatusCode) -> bool {
 /// Remove the hop-by-hop headers of an upstream response (the server session writes its own
 /// `Connection` header). Runs before the response filters.
 pub(crate) fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
-    let (fixed, options) = hop_by_hop_present(&resp.headers);
+    if resp.known_headers() & known::HOP_BY_HOP == 0 {
+        return;
+    }
+    let single_token = resp.known_connection().is_some();
+    let (fixed, options) = hop_by_hop_present(resp.known_headers(), single_token, &resp.headers);
     for name in options {
-        resp.remove_header(&name);
+        resp.remove_header_named(&name);
     }
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
         if fixed & (1 << i) != 0 {
-            resp.remove_header(name);
+            resp.remove_header_named(name);
         }
     }
 }
@@ -253,7 +285,13 @@ pub(crate) fn frame_response_for_client(
     client_version: Version,
 ) {
     let has_body = response_has_body(method, resp.status);
-    if let Some(te) = resp.headers.get(header::TRANSFER_ENCODING) {
+    let present = resp.known_headers();
+    let te = if present & known::TRANSFER_ENCODING != 0 {
+        resp.headers.get(header::TRANSFER_ENCODING)
+    } else {
+        None
+    };
+    if let Some(te) = te {
         if has_body && !ends_chunked(te) {
             // Keep the codings and frame the result chunked.
             let mut codings = te.as_bytes().to_vec();
@@ -263,9 +301,7 @@ pub(crate) fn frame_response_for_client(
             }
         }
         resp.remove_header(&header::CONTENT_LENGTH);
-    } else if has_body
-        && client_version == Version::HTTP_11
-        && !resp.headers.contains_key(header::CONTENT_LENGTH)
+    } else if has_body && client_version == Version::HTTP_11 && present & known::CONTENT_LENGTH == 0
     {
         let _ = resp.insert_header(
             header::TRANSFER_ENCODING,
@@ -339,6 +375,15 @@ mod tests {
         );
         assert!(req.headers.contains_key("x-keep"));
         assert_eq!(req.version, Version::HTTP_11);
+    }
+
+    #[test]
+    fn hop_by_hop_bits_match_the_list() {
+        for (name, bit) in HOP_BY_HOP.iter().zip(HOP_BY_HOP_BITS) {
+            let mut resp = ResponseHeader::build(200, None).expect("response");
+            resp.insert_header(name, "1").expect("header");
+            assert_eq!(resp.known_headers(), bit, "{name}");
+        }
     }
 
     #[test]

@@ -228,14 +228,31 @@ impl TransportConnector {
     pub fn release_stream(&self, stream: Stream, key: u64, idle_timeout: Option<Duration>) {
         // Pooled without a look at the socket: the checkout (which knows how long the stream
         // idled) and the sweeper check it, so a look now would only repeat theirs.
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            debug!("no runtime to sweep the idle connection, closing it");
-            return;
+        // The runtime (a thread-local lookup, a reference counted up and down) is only needed
+        // to start the sweeper; while one runs, the pool is swept already.
+        let rt = if self.sweeper.is_running() {
+            None
+        } else {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => Some(rt),
+                Err(_) => {
+                    debug!("no runtime to sweep the idle connection, closing it");
+                    return;
+                }
+            }
         };
         let meta = ConnectionMeta::new(key, stream.id());
         self.connection_pool
             .put_unwatched(&meta, IdleStream::new(stream, idle_timeout));
-        self.sweeper.ensure(&self.connection_pool, &rt);
+        let rt = match rt {
+            Some(rt) => Some(rt),
+            // the sweeper may have stopped (finding the pool empty) just before the put
+            None if !self.sweeper.is_running() => tokio::runtime::Handle::try_current().ok(),
+            None => None,
+        };
+        if let Some(rt) = rt {
+            self.sweeper.ensure(&self.connection_pool, &rt);
+        }
     }
 
     /// A pooled connection to `peer` if a healthy one exists, else a new

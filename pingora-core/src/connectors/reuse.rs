@@ -125,6 +125,11 @@ pub(crate) struct Sweeper {
 }
 
 impl Sweeper {
+    /// Whether a sweeper task is running (or being started).
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
     /// Start the sweeper on `rt` unless it is running already.
     pub fn ensure(&self, pool: &Arc<Pool>, rt: &tokio::runtime::Handle) {
         if self.running.load(Ordering::Acquire) || self.running.swap(true, Ordering::AcqRel) {

@@ -12,7 +12,7 @@ use super::head;
 use crate::protocols::http::HttpTask;
 use crate::protocols::{Digest, SocketAddr, Stream, UniqueID, UniqueIDType};
 use bytes::{Bytes, BytesMut};
-use http::header::{self, AsHeaderName};
+use http::header::AsHeaderName;
 use http::{HeaderValue, Method, StatusCode};
 use log::debug;
 use pingora_error::{Error, ErrorType::*, OkOrErr, Result};
@@ -100,10 +100,10 @@ impl HttpSession {
     /// follows the head: chunked, Content-Length, raw for upgrade requests,
     /// otherwise no body. Ambiguous framing is refused (`Internal` source).
     pub async fn write_request_header(&mut self, req: Box<RequestHeader>) -> Result<usize> {
-        let cl = content_length(&req.headers)
+        let cl = head_content_length(&*req)
             .map_err(|m| Error::explain(InvalidHTTPHeader, m).into_in())?;
         self.bodiless_request = false;
-        match (transfer_coding(&req.headers), cl) {
+        match (head_transfer_coding(&*req), cl) {
             (TransferCoding::Absent, Some(len)) => {
                 self.bodiless_request = len == 0;
                 self.body_writer.init_content_length(len)
@@ -269,11 +269,11 @@ impl HttpSession {
         let preread = self.buf.split();
         let code = resp.status.as_u16();
         let method = self.request_written.as_ref().map(|r| &r.method);
-        self.keepalive = if is_keepalive(resp.version, &resp.headers)
+        self.keepalive = if head_is_keepalive(resp)
             && self
                 .request_written
                 .as_ref()
-                .is_none_or(|r| is_keepalive(r.version, &r.headers))
+                .is_none_or(|r| head_is_keepalive(&**r))
         {
             KeepaliveStatus::Infinite
         } else {
@@ -290,8 +290,8 @@ impl HttpSession {
             self.body_reader.init_content_length(0, preread);
             return Ok(());
         }
-        let cl = content_length(&resp.headers);
-        match transfer_coding(&resp.headers) {
+        let cl = head_content_length(resp);
+        match head_transfer_coding(resp) {
             TransferCoding::Absent => match cl {
                 Ok(Some(len)) => self.body_reader.init_content_length(len, preread),
                 Ok(None) => {
@@ -300,7 +300,7 @@ impl HttpSession {
                 }
                 Err(m) => return Err(Error::explain(InvalidHTTPHeader, m).into_up()),
             },
-            _ if resp.headers.contains_key(header::CONTENT_LENGTH) => {
+            _ if resp.has(pingora_http::known::CONTENT_LENGTH) => {
                 return Err(Error::explain(
                     InvalidHTTPHeader,
                     "response has both Content-Length and Transfer-Encoding",
@@ -437,7 +437,7 @@ impl HttpSession {
             return;
         }
         if let Some(r) = &self.response_header {
-            if !is_keepalive(r.version, &r.headers) {
+            if !head_is_keepalive(&**r) {
                 self.keepalive = KeepaliveStatus::Off;
             }
         }

@@ -5,7 +5,7 @@ use super::body::BodyWriter;
 use crate::protocols::{Digest, Stream};
 use http::{header, HeaderMap, HeaderValue, Version};
 use pingora_error::{Error, ErrorType, ErrorType::*, OrErr, Result};
-use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http::{known, RequestHeader, ResponseHeader};
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -81,19 +81,113 @@ pub fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &[
     })
 }
 
+/// A request or response head, for the framing questions below: which of the
+/// [`known`] headers it holds is answered without a map lookup, and a lookup
+/// only happens when the header is there.
+pub(crate) trait Head {
+    fn head_headers(&self) -> &HeaderMap;
+    fn head_version(&self) -> Version;
+    fn has(&self, bit: u16) -> bool;
+    fn known_length(&self) -> Option<u64>;
+    fn known_connection(&self) -> Option<known::ConnectionValue>;
+}
+
+impl Head for RequestHeader {
+    #[inline]
+    fn head_headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+    #[inline]
+    fn head_version(&self) -> Version {
+        self.version
+    }
+    #[inline]
+    fn has(&self, bit: u16) -> bool {
+        self.known_headers() & bit != 0
+    }
+    #[inline]
+    fn known_length(&self) -> Option<u64> {
+        self.known_content_length()
+    }
+    #[inline]
+    fn known_connection(&self) -> Option<known::ConnectionValue> {
+        self.known_connection()
+    }
+}
+
+impl Head for ResponseHeader {
+    #[inline]
+    fn head_headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+    #[inline]
+    fn head_version(&self) -> Version {
+        self.version
+    }
+    #[inline]
+    fn has(&self, bit: u16) -> bool {
+        self.known_headers() & bit != 0
+    }
+    #[inline]
+    fn known_length(&self) -> Option<u64> {
+        self.known_content_length()
+    }
+    #[inline]
+    fn known_connection(&self) -> Option<known::ConnectionValue> {
+        self.known_connection()
+    }
+}
+
+/// [`content_length`] of a head.
+#[inline]
+pub(crate) fn head_content_length(head: &impl Head) -> Result<Option<u64>, &'static str> {
+    if !head.has(known::CONTENT_LENGTH) {
+        return Ok(None);
+    }
+    if let Some(len) = head.known_length() {
+        // one plain number, read when the header was added
+        return Ok(Some(len));
+    }
+    content_length(head.head_headers())
+}
+
+/// [`transfer_coding`] of a head.
+#[inline]
+pub(crate) fn head_transfer_coding(head: &impl Head) -> TransferCoding {
+    if !head.has(known::TRANSFER_ENCODING) {
+        return TransferCoding::Absent;
+    }
+    transfer_coding(head.head_headers())
+}
+
+/// [`is_keepalive`] of a head.
+#[inline]
+pub(crate) fn head_is_keepalive(head: &impl Head) -> bool {
+    if !head.has(known::CONNECTION) {
+        return head.head_version() == Version::HTTP_11;
+    }
+    // one usual token, read when the header was added
+    match head.known_connection() {
+        Some(known::ConnectionValue::KeepAlive) => true,
+        Some(known::ConnectionValue::Close) => false,
+        None => is_keepalive(head.head_version(), head.head_headers()),
+    }
+}
+
 /// Whether the request asks to switch protocols (HTTP/1.1 with `Upgrade`).
 pub fn is_upgrade_req(req: &RequestHeader) -> bool {
-    req.version == Version::HTTP_11 && req.headers.contains_key(header::UPGRADE)
+    req.version == Version::HTTP_11 && req.has(known::UPGRADE)
 }
 
 /// Whether the response accepts a protocol switch.
 pub fn is_upgrade_resp(resp: &ResponseHeader) -> bool {
-    resp.status == 101 && resp.headers.contains_key(header::UPGRADE)
+    resp.status == 101 && resp.has(known::UPGRADE)
 }
 
 /// Whether the request sends `Expect: 100-continue` (HTTP/1.1 only).
 pub fn is_expect_continue_req(req: &RequestHeader) -> bool {
     req.version == Version::HTTP_11
+        && req.has(known::EXPECT)
         && req.headers.get(header::EXPECT).is_some_and(|v| {
             v.as_bytes()
                 .trim_ascii()

@@ -172,7 +172,7 @@ pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>>
         Version::HTTP_11
     });
     if scan.ascii {
-        req.append_parsed_headers(ascii_fields(&head, &refs, n_fields))?;
+        req.append_parsed_fields(&head, ascii_fields(&head, &refs, n_fields))?;
     } else {
         for r in fields(&refs, n_fields) {
             add_field(&head, r, false, |n, v| req.append_header(n, v).map(|_| ()))?;
@@ -181,18 +181,19 @@ pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>>
     Ok(Some((req, head)))
 }
 
-/// The fields of an all-ASCII head as (name, value), both slices of `head`.
+/// The fields of an all-ASCII head as (where the name is in `head`, value as a slice of
+/// `head`).
 fn ascii_fields<'a>(
     head: &'a Bytes,
     refs: &'a FieldRefs,
     n: usize,
-) -> impl Iterator<Item = (Bytes, HeaderValue)> + 'a {
+) -> impl Iterator<Item = (std::ops::Range<usize>, HeaderValue)> + 'a {
     fields(refs, n).map(move |r| {
         // SAFETY: the head is ASCII, which is valid UTF-8 (the requirement of the unchecked
         // constructor), and httparse already refused every byte a header value may not hold
         // (controls other than HTAB, DEL)
         let value = unsafe { HeaderValue::from_maybe_shared_unchecked(slice(head, r.value)) };
-        (slice(head, r.name), value)
+        (r.name.0..r.name.0 + r.name.1, value)
     })
 }
 
@@ -265,7 +266,7 @@ pub(super) fn parse_response(buf: &mut BytesMut) -> Result<Parsed<ResponseHeader
         }
     }
     if scan.ascii {
-        resp.append_parsed_headers(ascii_fields(&head, &refs, n_fields))?;
+        resp.append_parsed_fields(&head, ascii_fields(&head, &refs, n_fields))?;
     } else {
         for r in fields(&refs, n_fields) {
             add_field(&head, r, false, |n, v| resp.append_header(n, v).map(|_| ()))?;

@@ -49,8 +49,8 @@ impl HttpSession {
             self.body_writer.init_content_length(0);
             return Ok(());
         }
-        match transfer_coding(&resp.headers) {
-            TransferCoding::Absent => match content_length(&resp.headers) {
+        match head_transfer_coding(&*resp) {
+            TransferCoding::Absent => match head_content_length(&*resp) {
                 Ok(Some(len)) => self.body_writer.init_content_length(len),
                 Ok(None) if request_11 => {
                     resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
@@ -135,7 +135,7 @@ impl HttpSession {
         }
         self.init_body_writer(&mut resp)?;
         if status != 101 {
-            if !resp.headers.contains_key(header::DATE) {
+            if !resp.has(pingora_http::known::DATE) {
                 resp.insert_header(header::DATE, date::get_cached_date())?;
             }
             // the session decides reuse (see set_server_keepalive); whatever
@@ -145,13 +145,14 @@ impl HttpSession {
             } else {
                 "close"
             };
-            resp.insert_header(header::CONNECTION, value)?;
+            // static: a `&str` value would be copied into a new allocation
+            resp.insert_header(header::CONNECTION, http::HeaderValue::from_static(value))?;
         }
         self.pending_head.clear();
         head::write_response_head(&resp, &mut self.pending_head);
         let hold = self.body_writer.need_init()
             || (!self.body_writer.finished()
-                && resp.headers.contains_key(header::CONTENT_LENGTH)
+                && resp.has(pingora_http::known::CONTENT_LENGTH)
                 && !self.upgraded);
         self.response_written = Some(resp);
         if !hold {
