@@ -7,6 +7,7 @@
 
 mod h2c;
 pub mod http_app;
+mod park;
 pub mod prometheus_http_app;
 
 use async_trait::async_trait;
@@ -30,6 +31,10 @@ use crate::protocols::http::ServerSession;
 use crate::protocols::{Stream, ALPN};
 use crate::server::{ShutdownWatch, SHUTDOWN_IDLE_TIMEOUT};
 use h2c::{serve_h2, starts_with_h2_preface};
+pub(crate) use park::ParkLot;
+#[doc(hidden)]
+pub use park::ServiceConn;
+use park::{park, Carried, Parking, MIN_PARKED, PARK_AFTER};
 
 /// The idle timeout (seconds) a new HTTP/1 connection starts with.
 const DEFAULT_KEEPALIVE_SECS: u64 = 60;
@@ -52,6 +57,23 @@ pub trait ServerApp {
 
     /// Called once, after the service stopped accepting connections.
     async fn cleanup(&self) {}
+
+    /// [`Self::process_new`] for a connection of a listening service, which counts it in
+    /// `conn`. HTTP apps override it to park idle keep-alive connections (internal: the
+    /// listening service calls it).
+    #[doc(hidden)]
+    async fn process_new_in_service(
+        self: &Arc<Self>,
+        session: Stream,
+        shutdown: &ShutdownWatch,
+        conn: &mut ServiceConn,
+    ) -> Option<Stream>
+    where
+        Self: Send + Sync,
+    {
+        let _ = conn;
+        self.process_new(session, shutdown).await
+    }
 }
 
 /// Options of an HTTP server app.
@@ -169,12 +191,24 @@ fn idle_wake(stream: &Stream) -> &'static Notify {
     &IDLE_WAKE[stream.id().unsigned_abs() as usize % IDLE_WAKE_SHARDS]
 }
 
-/// Wait for the first bytes of the next request on an HTTP/1 connection and
-/// return them; `None` when the connection is to be closed: the client closed
-/// it or the read failed, nothing came within `idle` (no limit when `None`),
-/// or the server is shutting down and nothing came within
-/// [`SHUTDOWN_IDLE_TIMEOUT`] (a request already on its way is still served,
-/// with `Connection: close`).
+/// What [`wait_for_request`] saw.
+enum Waited {
+    /// The first bytes of the next request.
+    Request(BytesMut),
+    /// The connection is to be closed: the client closed it or the read
+    /// failed, nothing came within the idle limit, or the server is shutting
+    /// down and nothing came within [`SHUTDOWN_IDLE_TIMEOUT`] (a request
+    /// already on its way is still served, with `Connection: close`).
+    Closed,
+    /// Nothing came within [`PARK_AFTER`] (only when parking was asked for):
+    /// time to park the connection.
+    Park,
+}
+
+/// Wait for the first bytes of the next request on an HTTP/1 connection, for
+/// at most `idle` (no limit when `None`); with `park`, for at most
+/// [`PARK_AFTER`] when the connection may stay idle long enough to be worth
+/// parking.
 ///
 /// This is where a keep-alive connection spends its idle time, so it holds as
 /// little as possible: the bytes land in a buffer on the stack of the poll
@@ -185,12 +219,17 @@ fn wait_for_request<'a>(
     stream: &'a mut Stream,
     idle: Option<Duration>,
     shutdown: &'a ShutdownWatch,
+    park: bool,
 ) -> WaitForRequest<'a> {
     // made before the watch is read: a notice sent in between still wakes it
     let notified = idle_wake(stream).notified();
     let shutting_down = *shutdown.borrow();
+    // the park timer replaces the idle one: a busy connection still registers one timer
+    let parks = park && !shutting_down && idle.is_none_or(|d| d >= PARK_AFTER + MIN_PARKED);
     let limit = if shutting_down {
         Some(SHUTDOWN_IDLE_TIMEOUT)
+    } else if parks {
+        Some(PARK_AFTER)
     } else {
         idle
     };
@@ -200,6 +239,7 @@ fn wait_for_request<'a>(
         notified,
         timer: limit.map(idle_timer),
         shutting_down,
+        parks,
     }
 }
 
@@ -219,22 +259,24 @@ pin_project! {
         notified: Notified<'static>,
         timer: Option<IdleTimer>,
         shutting_down: bool,
+        // the timer is the park timer
+        parks: bool,
     }
 }
 
 impl Future for WaitForRequest<'_> {
-    type Output = Option<BytesMut>;
+    type Output = Waited;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut me = self.project();
         let mut buf = BytesMut::new();
         match read_first(me.stream, &mut buf, cx) {
-            Poll::Ready(Ok(0)) => return Poll::Ready(None),
-            Poll::Ready(Ok(_)) => return Poll::Ready(Some(buf)),
+            Poll::Ready(Ok(0)) => return Poll::Ready(Waited::Closed),
+            Poll::Ready(Ok(_)) => return Poll::Ready(Waited::Request(buf)),
             Poll::Ready(Err(e)) => {
                 // common when the client closes a kept-alive connection
                 debug!("read error while waiting for a request: {e}");
-                return Poll::Ready(None);
+                return Poll::Ready(Waited::Closed);
             }
             Poll::Pending => {}
         }
@@ -242,14 +284,19 @@ impl Future for WaitForRequest<'_> {
             if *me.shutdown.borrow() {
                 debug!("shutting down: waiting briefly for a request on an idle connection");
                 *me.shutting_down = true;
+                *me.parks = false;
                 *me.timer = Some(idle_timer(SHUTDOWN_IDLE_TIMEOUT));
             } else {
                 // another service is shutting down: wait for the next notice
                 me.notified.set(idle_wake(me.stream).notified());
             }
         }
+        let parks = *me.parks;
         match me.timer {
-            Some(timer) => Pin::new(timer).poll(cx).map(|_| None),
+            Some(timer) => Pin::new(timer).poll(cx).map(|_| match parks {
+                true => Waited::Park,
+                false => Waited::Closed,
+            }),
             None => Poll::Pending,
         }
     }
@@ -298,6 +345,108 @@ fn idle_limit(settings: Option<&HttpPersistentSettings>) -> Option<Duration> {
     }
 }
 
+/// Serve a connection of an HTTP app: HTTP/2 when negotiated (ALPN, or the
+/// h2c preface where enabled), HTTP/1 otherwise.
+async fn serve_http<T>(
+    app: &Arc<T>,
+    mut stream: Stream,
+    shutdown: &ShutdownWatch,
+    conn: &mut ServiceConn,
+) -> Option<Stream>
+where
+    T: HttpServerApp + Send + Sync + 'static,
+{
+    let h2c = app.server_options().is_some_and(|o| o.h2c);
+    // boxed: its timer would otherwise take room in the state every idle
+    // HTTP/1 connection waits in
+    let h2 = stream.selected_alpn_proto() == Some(ALPN::H2)
+        || (h2c && Box::pin(starts_with_h2_preface(&mut stream)).await?);
+    if h2 {
+        // boxed so that the HTTP/1 connections' futures do not carry its size
+        Box::pin(serve_h2(app, stream, shutdown)).await;
+        return None;
+    }
+    serve_h1(app, stream, shutdown, conn, None).await;
+    None
+}
+
+/// Serve the requests of an HTTP/1 connection until it is closed or parked.
+/// `carried`: `None` before its first request.
+async fn serve_h1<T>(
+    app: &Arc<T>,
+    mut stream: Stream,
+    shutdown: &ShutdownWatch,
+    conn: &mut ServiceConn,
+    mut carried: Carried,
+) where
+    T: HttpServerApp + Send + Sync + 'static,
+{
+    // A connection waits for each request in `wait_for_request`, holding just the stream;
+    // the session is made once the request's first bytes are there, by plain functions
+    // that hand it straight to `process_new_http` (a session kept in a local would take
+    // its space in this future, which the connection holds while it waits).
+    let parkable = conn.can_park(&stream);
+    loop {
+        let idle = match &carried {
+            None => Some(Duration::from_secs(DEFAULT_KEEPALIVE_SECS)),
+            Some(settings) => idle_limit(settings.as_ref()),
+        };
+        let preread = match wait_for_request(&mut stream, idle, shutdown, parkable).await {
+            Waited::Request(preread) => preread,
+            Waited::Closed => {
+                debug!("closing an idle HTTP connection");
+                return;
+            }
+            Waited::Park => {
+                let left = idle.map(|d| d.saturating_sub(PARK_AFTER));
+                match park(app, shutdown, conn, stream, &mut carried, left) {
+                    Parking::Parked | Parking::Closed => return,
+                    Parking::Kept(kept) => stream = kept,
+                }
+                match wait_for_request(&mut stream, left, shutdown, false).await {
+                    Waited::Request(preread) => preread,
+                    _ => return,
+                }
+            }
+        };
+        let session = match carried.take() {
+            None => first_h1_session(app.as_ref(), stream, preread),
+            Some(settings) => reused_h1_session(stream, settings, preread),
+        };
+        let Some(reused) = app.process_new_http(session, shutdown).await else {
+            return;
+        };
+        let (next, settings) = reused.consume();
+        stream = next;
+        carried = Some(settings);
+    }
+}
+
+/// The task of a parked connection whose client sent the first bytes of a
+/// request: serve it, then the connection's later requests as before.
+async fn serve_resumed<T>(app: &Arc<T>, shutdown: &ShutdownWatch, resumed: park::Resumed)
+where
+    T: HttpServerApp + Send + Sync + 'static,
+{
+    let mut conn = ServiceConn::new(resumed.guard);
+    let stream: Stream = match crate::protocols::l4::stream::Stream::from_parked(resumed.sock) {
+        Ok(stream) => Box::new(stream),
+        Err(e) => {
+            debug!("could not resume a parked connection: {e}");
+            return;
+        }
+    };
+    let session = match resumed.carried {
+        None => first_h1_session(app.as_ref(), stream, resumed.preread),
+        Some(settings) => reused_h1_session(stream, settings, resumed.preread),
+    };
+    let Some(reused) = app.process_new_http(session, shutdown).await else {
+        return;
+    };
+    let (stream, settings) = reused.consume();
+    serve_h1(app, stream, shutdown, &mut conn, Some(settings)).await;
+}
+
 #[async_trait]
 impl<T> ServerApp for T
 where
@@ -305,42 +454,19 @@ where
 {
     async fn process_new(
         self: &Arc<Self>,
-        mut stream: Stream,
+        stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let h2c = self.server_options().is_some_and(|o| o.h2c);
-        // boxed: its timer would otherwise take room in the state every idle
-        // HTTP/1 connection waits in
-        let h2 = stream.selected_alpn_proto() == Some(ALPN::H2)
-            || (h2c && Box::pin(starts_with_h2_preface(&mut stream)).await?);
-        if h2 {
-            // boxed so that the HTTP/1 connections' futures do not carry its size
-            Box::pin(serve_h2(self, stream, shutdown)).await;
-            return None;
-        }
-        // A connection waits for each request in `wait_for_request`, holding just the stream;
-        // the session is made once the request's first bytes are there, by plain functions
-        // that hand it straight to `process_new_http` (a session kept in a local would take
-        // its space in this future, which the connection holds while it waits).
-        // `None` until the first request was served: no settings carried over yet
-        let mut carried: Option<Option<HttpPersistentSettings>> = None;
-        loop {
-            let idle = match &carried {
-                None => Some(Duration::from_secs(DEFAULT_KEEPALIVE_SECS)),
-                Some(settings) => idle_limit(settings.as_ref()),
-            };
-            let Some(preread) = wait_for_request(&mut stream, idle, shutdown).await else {
-                debug!("closing an idle HTTP connection");
-                return None;
-            };
-            let session = match carried.take() {
-                None => first_h1_session(self.as_ref(), stream, preread),
-                Some(settings) => reused_h1_session(stream, settings, preread),
-            };
-            let (next, settings) = self.process_new_http(session, shutdown).await?.consume();
-            stream = next;
-            carried = Some(settings);
-        }
+        serve_http(self, stream, shutdown, &mut ServiceConn::detached()).await
+    }
+
+    async fn process_new_in_service(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+        conn: &mut ServiceConn,
+    ) -> Option<Stream> {
+        serve_http(self, stream, shutdown, conn).await
     }
 
     async fn cleanup(&self) {
@@ -377,8 +503,11 @@ mod tests {
             c.write_all(b"GET / HTTP/1.1\r\n").await.expect("write");
             c
         });
-        let got = wait_for_request(&mut s, Some(Duration::from_secs(5)), &shutdown).await;
-        assert_eq!(got.as_deref(), Some(&b"GET / HTTP/1.1\r\n"[..]));
+        let got = wait_for_request(&mut s, Some(Duration::from_secs(5)), &shutdown, false).await;
+        let Waited::Request(got) = got else {
+            panic!("no request");
+        };
+        assert_eq!(&got[..], b"GET / HTTP/1.1\r\n");
         drop(writer.await);
     }
 
@@ -387,14 +516,18 @@ mod tests {
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         let (c, mut s) = pair().await;
         drop(c);
-        assert!(wait_for_request(&mut s, None, &shutdown).await.is_none());
+        assert!(matches!(
+            wait_for_request(&mut s, None, &shutdown, false).await,
+            Waited::Closed
+        ));
 
         let (_c, mut s) = pair().await;
         let start = std::time::Instant::now();
         let idle = Duration::from_millis(50);
-        assert!(wait_for_request(&mut s, Some(idle), &shutdown)
-            .await
-            .is_none());
+        assert!(matches!(
+            wait_for_request(&mut s, Some(idle), &shutdown, false).await,
+            Waited::Closed
+        ));
         assert!(start.elapsed() >= idle);
     }
 
@@ -412,7 +545,10 @@ mod tests {
         });
         let start = std::time::Instant::now();
         // no idle limit: only the shutdown ends the wait
-        assert!(wait_for_request(&mut s, None, &shutdown).await.is_none());
+        assert!(matches!(
+            wait_for_request(&mut s, None, &shutdown, false).await,
+            Waited::Closed
+        ));
         let waited = start.elapsed();
         assert!(waited >= SHUTDOWN_IDLE_TIMEOUT, "{waited:?}");
         assert!(waited < SHUTDOWN_IDLE_TIMEOUT * 3, "{waited:?}");
