@@ -15,6 +15,7 @@ use bytes::BytesMut;
 use log::debug;
 use pin_project_lite::pin_project;
 use pingora_timeout::fast_timeout::FastTimeout;
+use std::borrow::BorrowMut;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -345,90 +346,116 @@ fn idle_limit(settings: Option<&HttpPersistentSettings>) -> Option<Duration> {
     }
 }
 
-/// Serve a connection of an HTTP app: HTTP/2 when negotiated (ALPN, or the
-/// h2c preface where enabled), HTTP/1 otherwise.
-async fn serve_http<T>(
-    app: &Arc<T>,
+/// Serve a connection of an HTTP app until it is closed or parked.
+///
+/// `carried`: `None` for a connection that has not served a request yet, which is first
+/// checked for HTTP/2 (ALPN, or the h2c preface where enabled); the settings carried over
+/// from its last request for a resumed parked one. `conn`: the connection's count in its
+/// listening service (which parking takes along), or [`ServiceConn::detached`].
+///
+/// Every idle keep-alive connection keeps this future (boxed) while it waits, so the
+/// arguments double as the loop's state and the rare paths are boxed.
+// not an `async fn`: see the body
+#[allow(clippy::manual_async_fn)]
+fn serve_http<'a, T, C>(
+    app: &'a Arc<T>,
     mut stream: Stream,
-    shutdown: &ShutdownWatch,
-    conn: &mut ServiceConn,
-) -> Option<Stream>
-where
-    T: HttpServerApp + Send + Sync + 'static,
-{
-    let h2c = app.server_options().is_some_and(|o| o.h2c);
-    // boxed: its timer would otherwise take room in the state every idle
-    // HTTP/1 connection waits in
-    let h2 = stream.selected_alpn_proto() == Some(ALPN::H2)
-        || (h2c && Box::pin(starts_with_h2_preface(&mut stream)).await?);
-    if h2 {
-        // boxed so that the HTTP/1 connections' futures do not carry its size
-        Box::pin(serve_h2(app, stream, shutdown)).await;
-        return None;
-    }
-    serve_h1(app, stream, shutdown, conn, None).await;
-    None
-}
-
-/// Serve the requests of an HTTP/1 connection until it is closed or parked.
-/// `carried`: `None` before its first request.
-async fn serve_h1<T>(
-    app: &Arc<T>,
-    mut stream: Stream,
-    shutdown: &ShutdownWatch,
-    conn: &mut ServiceConn,
+    shutdown: &'a ShutdownWatch,
+    mut conn: C,
     mut carried: Carried,
-) where
+) -> impl Future<Output = Option<Stream>> + 'a
+where
     T: HttpServerApp + Send + Sync + 'static,
+    C: BorrowMut<ServiceConn> + 'a,
 {
-    // A connection waits for each request in `wait_for_request`, holding just the stream;
-    // the session is made once the request's first bytes are there, by plain functions
-    // that hand it straight to `process_new_http` (a session kept in a local would take
-    // its space in this future, which the connection holds while it waits).
-    let parkable = conn.can_park(&stream);
-    loop {
-        let idle = match &carried {
-            None => Some(Duration::from_secs(DEFAULT_KEEPALIVE_SECS)),
-            Some(settings) => idle_limit(settings.as_ref()),
-        };
-        let preread = match wait_for_request(&mut stream, idle, shutdown, parkable).await {
-            Waited::Request(preread) => preread,
-            Waited::Closed => {
-                debug!("closing an idle HTTP connection");
-                return;
+    // An async block rather than an `async fn`: that would keep a second copy of each
+    // argument in the future, which every idle keep-alive connection holds.
+    async move {
+        if carried.is_none() {
+            let h2c = app.server_options().is_some_and(|o| o.h2c);
+            let h2 = stream.selected_alpn_proto() == Some(ALPN::H2)
+                || (h2c && Box::pin(starts_with_h2_preface(&mut stream)).await?);
+            if h2 {
+                Box::pin(serve_h2(app, stream, shutdown)).await;
+                return None;
             }
-            Waited::Park => {
-                let left = idle.map(|d| d.saturating_sub(PARK_AFTER));
-                match park(app, shutdown, conn, stream, &mut carried, left) {
-                    Parking::Parked | Parking::Closed => return,
-                    Parking::Kept(kept) => stream = kept,
-                }
-                match wait_for_request(&mut stream, left, shutdown, false).await {
-                    Waited::Request(preread) => preread,
-                    _ => return,
-                }
+        }
+        // A connection waits for each request in `wait_for_request`, holding just the
+        // stream; the session is made once the request's first bytes are there, by plain
+        // functions that hand it straight to `process_new_http` (a session kept in a local
+        // would take its space in this future).
+        let mut parking = if conn.borrow().can_park(&stream) {
+            ParkState::Yes
+        } else {
+            ParkState::Never
+        };
+        loop {
+            let mut idle = idle_of(&carried);
+            if parking == ParkState::Refused {
+                // it waited that long already before the lot refused it
+                idle = idle.map(|d| d.saturating_sub(PARK_AFTER));
             }
-        };
-        let session = match carried.take() {
-            None => first_h1_session(app.as_ref(), stream, preread),
-            Some(settings) => reused_h1_session(stream, settings, preread),
-        };
-        let Some(reused) = app.process_new_http(session, shutdown).await else {
-            return;
-        };
-        let (next, settings) = reused.consume();
-        stream = next;
-        carried = Some(settings);
+            let wait = wait_for_request(&mut stream, idle, shutdown, parking == ParkState::Yes);
+            let preread = match wait.await {
+                Waited::Request(preread) => {
+                    if parking == ParkState::Refused {
+                        parking = ParkState::Yes;
+                    }
+                    preread
+                }
+                Waited::Closed => {
+                    debug!("closing an idle HTTP connection");
+                    return None;
+                }
+                Waited::Park => {
+                    let left = idle_of(&carried).map(|d| d.saturating_sub(PARK_AFTER));
+                    match park(app, shutdown, conn.borrow_mut(), stream, &mut carried, left) {
+                        Parking::Parked | Parking::Closed => return None,
+                        Parking::Kept(kept) => stream = kept,
+                    }
+                    // wait on (a second wait state here would enlarge the future)
+                    parking = ParkState::Refused;
+                    continue;
+                }
+            };
+            let session = match carried.take() {
+                None => first_h1_session(app.as_ref(), stream, preread),
+                Some(settings) => reused_h1_session(stream, settings, preread),
+            };
+            let (next, settings) = app.process_new_http(session, shutdown).await?.consume();
+            stream = next;
+            carried = Some(settings);
+        }
     }
 }
 
-/// The task of a parked connection whose client sent the first bytes of a
-/// request: serve it, then the connection's later requests as before.
-async fn serve_resumed<T>(app: &Arc<T>, shutdown: &ShutdownWatch, resumed: park::Resumed)
+/// Whether [`serve_http`] parks its connection when it stays idle.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ParkState {
+    /// Not a connection that can be parked.
+    Never,
+    /// Parked after [`PARK_AFTER`] without a request.
+    Yes,
+    /// The lot just refused it (shutting down, or the socket could not be watched): it waits
+    /// out the rest of its idle time unparked, and is parked again after its next request.
+    Refused,
+}
+
+/// How long a connection may wait for its next request: a new connection
+/// ([`DEFAULT_KEEPALIVE_SECS`]), or as its last session's settings say.
+fn idle_of(carried: &Carried) -> Option<Duration> {
+    match carried {
+        None => Some(Duration::from_secs(DEFAULT_KEEPALIVE_SECS)),
+        Some(settings) => idle_limit(settings.as_ref()),
+    }
+}
+
+/// The task of a parked connection whose client sent something: serve it as the
+/// connection's old task would have.
+async fn serve_resumed<T>(app: Arc<T>, shutdown: ShutdownWatch, resumed: park::Resumed)
 where
     T: HttpServerApp + Send + Sync + 'static,
 {
-    let mut conn = ServiceConn::new(resumed.guard);
     let stream: Stream = match crate::protocols::l4::stream::Stream::from_parked(resumed.sock) {
         Ok(stream) => Box::new(stream),
         Err(e) => {
@@ -436,15 +463,8 @@ where
             return;
         }
     };
-    let session = match resumed.carried {
-        None => first_h1_session(app.as_ref(), stream, resumed.preread),
-        Some(settings) => reused_h1_session(stream, settings, resumed.preread),
-    };
-    let Some(reused) = app.process_new_http(session, shutdown).await else {
-        return;
-    };
-    let (stream, settings) = reused.consume();
-    serve_h1(app, stream, shutdown, &mut conn, Some(settings)).await;
+    let conn = ServiceConn::new(resumed.guard);
+    serve_http(&app, stream, &shutdown, conn, resumed.carried).await;
 }
 
 #[async_trait]
@@ -452,21 +472,40 @@ impl<T> ServerApp for T
 where
     T: HttpServerApp + Send + Sync + 'static,
 {
-    async fn process_new(
-        self: &Arc<Self>,
+    // Written out rather than as `async fn`: the box then holds `serve_http`'s state alone,
+    // not also a wrapper's copy of the arguments (every idle connection keeps this box).
+    fn process_new<'life0, 'life1, 'async_trait>(
+        self: &'life0 Arc<Self>,
         stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        serve_http(self, stream, shutdown, &mut ServiceConn::detached()).await
+        shutdown: &'life1 ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = Option<Stream>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(serve_http(
+            self,
+            stream,
+            shutdown,
+            ServiceConn::detached(),
+            None,
+        ))
     }
 
-    async fn process_new_in_service(
-        self: &Arc<Self>,
+    fn process_new_in_service<'life0, 'life1, 'life2, 'async_trait>(
+        self: &'life0 Arc<Self>,
         stream: Stream,
-        shutdown: &ShutdownWatch,
-        conn: &mut ServiceConn,
-    ) -> Option<Stream> {
-        serve_http(self, stream, shutdown, conn).await
+        shutdown: &'life1 ShutdownWatch,
+        conn: &'life2 mut ServiceConn,
+    ) -> Pin<Box<dyn Future<Output = Option<Stream>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: Send + Sync + 'async_trait,
+    {
+        Box::pin(serve_http(self, stream, shutdown, conn, None))
     }
 
     async fn cleanup(&self) {
@@ -553,5 +592,35 @@ mod tests {
         assert!(waited >= SHUTDOWN_IDLE_TIMEOUT, "{waited:?}");
         assert!(waited < SHUTDOWN_IDLE_TIMEOUT * 3, "{waited:?}");
         drop(notice.await);
+    }
+
+    /// Answers every request with an empty 200.
+    struct Empty;
+
+    #[async_trait]
+    impl http_app::ServeHttp for Empty {
+        async fn response(&self, _http: &mut ServerSession) -> http::Response<Vec<u8>> {
+            http::Response::new(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn waiting_connection_futures_are_small() {
+        // every idle keep-alive connection keeps this future (its largest state) until it is
+        // parked; an `async fn` layer or a second wait state would add 40-100 B to it
+        let app = Arc::new(http_app::HttpServer::new_app(Empty));
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        let (_c, s) = pair().await;
+        let fut = app.process_new(s, &shutdown);
+        let detached = std::mem::size_of_val(&*fut);
+        drop(fut);
+        let (_c, s) = pair().await;
+        let mut conn = ServiceConn::detached();
+        let fut = app.process_new_in_service(s, &shutdown, &mut conn);
+        let in_service = std::mem::size_of_val(&*fut);
+        drop(fut);
+        eprintln!("process_new: {detached} B, process_new_in_service: {in_service} B");
+        assert!(detached <= 232, "{detached} B");
+        assert!(in_service <= 232, "{in_service} B");
     }
 }

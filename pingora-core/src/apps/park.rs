@@ -6,8 +6,8 @@
 //! and what it needs to be served again (the socket, its keep-alive deadline, the settings
 //! carried to the next request, its count in the service's connection tracker) waits in a
 //! compact entry of the service's [`ParkLot`]. One epoll instance, registered once with the
-//! runtime, watches all parked sockets; when one turns readable the lot reads the first bytes
-//! and spawns a fresh task that serves the request exactly as the old task would have. A sweep
+//! runtime, watches all parked sockets; when one turns readable (and is not at its end) the lot
+//! spawns a fresh task that serves the request exactly as the old task would have. A sweep
 //! every [`SWEEP_EVERY`] closes the connections past their deadline, and at shutdown the lot
 //! closes them all after the same grace as unparked idle connections get
 //! ([`SHUTDOWN_IDLE_TIMEOUT`]).
@@ -15,7 +15,6 @@
 //! Only plain TCP and Unix connections with nothing buffered are parked (TLS state, HTTP/2
 //! connections and bytes put back on a stream cannot be kept in an entry).
 
-use bytes::BytesMut;
 use log::{debug, error};
 use parking_lot::Mutex;
 use std::io;
@@ -43,8 +42,6 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// A connection is parked only when it may stay idle at least this much longer, so that the
 /// sweep's lateness (up to [`SWEEP_EVERY`]) stays small next to its keep-alive timeout.
 pub(super) const MIN_PARKED: Duration = SWEEP_EVERY;
-/// The first read of a resumed connection: as large as the session's own first read.
-const FIRST_READ_SIZE: usize = 2048;
 /// Events taken from the lot's epoll instance per call.
 const EVENTS_PER_WAIT: usize = 256;
 
@@ -171,8 +168,6 @@ pub(super) struct Resumed {
     pub(super) sock: ParkedSocket,
     pub(super) carried: Carried,
     pub(super) guard: ConnGuard,
-    /// The first bytes of the request, already read.
-    pub(super) preread: BytesMut,
 }
 
 /// Starts the task serving a resumed connection.
@@ -205,9 +200,7 @@ impl ParkLot {
         let resume: Resume = Box::new(move |resumed| {
             let app = app.clone();
             let shutdown = resume_shutdown.clone();
-            current_handle().spawn(async move {
-                super::serve_resumed(&app, &shutdown, resumed).await;
-            });
+            current_handle().spawn(super::serve_resumed(app, shutdown, resumed));
         });
         let lot = Arc::new(ParkLot {
             epoll,
@@ -289,14 +282,14 @@ impl ParkLot {
         // SAFETY: `fd` is open (owned by `entry`); a failure leaves a registration that the
         // socket's close or re-registration clears
         unsafe { libc::epoll_ctl(self.epfd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
-        let mut landing = [0u8; FIRST_READ_SIZE];
-        // SAFETY: `fd` is an open non-blocking socket; `landing` has room for its length
-        let n = unsafe { libc::recv(fd, landing.as_mut_ptr().cast(), landing.len(), 0) };
+        // peeked, not read: the resumed task reads the request as any waiting connection does
+        let mut first = 0u8;
+        // SAFETY: `fd` is an open non-blocking socket; `first` has room for one byte
+        let n = unsafe { libc::recv(fd, (&raw mut first).cast(), 1, libc::MSG_PEEK) };
         match usize::try_from(n) {
             // the client closed its idle connection: close ours without a task
             Ok(0) => drop(entry),
-            Ok(n) => (self.resume)(Resumed {
-                preread: BytesMut::from(&landing[..n]),
+            Ok(_) => (self.resume)(Resumed {
                 sock: entry.sock,
                 carried: entry.carried,
                 guard: entry.guard,

@@ -148,30 +148,6 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
         }
     }
 
-    /// [`Self::handle_event`] for a connection counted in the service's tracker (`conn`,
-    /// which an HTTP app may take along when it parks the connection), on borrowed app and
-    /// watch: the accept loop's task for a connection owns them, and a second copy in this
-    /// future would only enlarge the task, which every idle keep-alive connection holds.
-    async fn serve_connection(
-        event: Stream,
-        app_logic: &Arc<A>,
-        shutdown: &ShutdownWatch,
-        conn: &mut ServiceConn,
-    ) {
-        let mut next = app_logic
-            .process_new_in_service(event, shutdown, conn)
-            .await;
-        while let Some(stream) = next {
-            if *shutdown.borrow() {
-                debug!("shutting down: closing a reusable connection");
-                break;
-            }
-            next = app_logic
-                .process_new_in_service(stream, shutdown, conn)
-                .await;
-        }
-    }
-
     /// The accept loop of one endpoint; returns once shutdown starts.
     async fn run_endpoint(
         app_logic: Arc<A>,
@@ -201,18 +177,33 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                     backoff = Duration::ZERO;
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
-                    let conn = ServiceConn::new(conns.track());
+                    let mut conn = ServiceConn::new(conns.track());
                     // The connection's task keeps the size of its largest state for its whole
                     // life: the handshake (a TLS one is large) is boxed so that it takes heap
-                    // only while it runs, not in every idle keep-alive connection.
+                    // only while it runs, not in every idle keep-alive connection. The loop is
+                    // written out here on the task's own app, watch and count (`conn`, which
+                    // an HTTP app may take along when it parks the connection): an `async fn`
+                    // would keep copies of them.
                     let handshake = Box::pin(io.handshake());
                     current_handle().spawn(async move {
-                        let mut conn = conn;
-                        match handshake.await {
-                            Ok(stream) => {
-                                Self::serve_connection(stream, &app, &shutdown, &mut conn).await
+                        let stream = match handshake.await {
+                            Ok(stream) => stream,
+                            Err(e) => {
+                                debug!("downstream handshake failed: {e}");
+                                return;
                             }
-                            Err(e) => debug!("downstream handshake failed: {e}"),
+                        };
+                        let mut next = app
+                            .process_new_in_service(stream, &shutdown, &mut conn)
+                            .await;
+                        while let Some(stream) = next {
+                            if *shutdown.borrow() {
+                                debug!("shutting down: closing a reusable connection");
+                                break;
+                            }
+                            next = app
+                                .process_new_in_service(stream, &shutdown, &mut conn)
+                                .await;
                         }
                     });
                 }
