@@ -7,6 +7,7 @@
 
 mod h2c;
 pub mod http_app;
+mod park;
 pub mod prometheus_http_app;
 
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use bytes::BytesMut;
 use log::debug;
 use pin_project_lite::pin_project;
 use pingora_timeout::fast_timeout::FastTimeout;
+use std::borrow::BorrowMut;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,6 +32,10 @@ use crate::protocols::http::ServerSession;
 use crate::protocols::{Stream, ALPN};
 use crate::server::{ShutdownWatch, SHUTDOWN_IDLE_TIMEOUT};
 use h2c::{serve_h2, starts_with_h2_preface};
+pub(crate) use park::ParkLot;
+#[doc(hidden)]
+pub use park::ServiceConn;
+use park::{park, Carried, Parking, MIN_PARKED, PARK_AFTER};
 
 /// The idle timeout (seconds) a new HTTP/1 connection starts with.
 const DEFAULT_KEEPALIVE_SECS: u64 = 60;
@@ -52,6 +58,23 @@ pub trait ServerApp {
 
     /// Called once, after the service stopped accepting connections.
     async fn cleanup(&self) {}
+
+    /// [`Self::process_new`] for a connection of a listening service, which counts it in
+    /// `conn`. HTTP apps override it to park idle keep-alive connections (internal: the
+    /// listening service calls it).
+    #[doc(hidden)]
+    async fn process_new_in_service(
+        self: &Arc<Self>,
+        session: Stream,
+        shutdown: &ShutdownWatch,
+        conn: &mut ServiceConn,
+    ) -> Option<Stream>
+    where
+        Self: Send + Sync,
+    {
+        let _ = conn;
+        self.process_new(session, shutdown).await
+    }
 }
 
 /// Options of an HTTP server app.
@@ -169,12 +192,24 @@ fn idle_wake(stream: &Stream) -> &'static Notify {
     &IDLE_WAKE[stream.id().unsigned_abs() as usize % IDLE_WAKE_SHARDS]
 }
 
-/// Wait for the first bytes of the next request on an HTTP/1 connection and
-/// return them; `None` when the connection is to be closed: the client closed
-/// it or the read failed, nothing came within `idle` (no limit when `None`),
-/// or the server is shutting down and nothing came within
-/// [`SHUTDOWN_IDLE_TIMEOUT`] (a request already on its way is still served,
-/// with `Connection: close`).
+/// What [`wait_for_request`] saw.
+enum Waited {
+    /// The first bytes of the next request.
+    Request(BytesMut),
+    /// The connection is to be closed: the client closed it or the read
+    /// failed, nothing came within the idle limit, or the server is shutting
+    /// down and nothing came within [`SHUTDOWN_IDLE_TIMEOUT`] (a request
+    /// already on its way is still served, with `Connection: close`).
+    Closed,
+    /// Nothing came within [`PARK_AFTER`] (only when parking was asked for):
+    /// time to park the connection.
+    Park,
+}
+
+/// Wait for the first bytes of the next request on an HTTP/1 connection, for
+/// at most `idle` (no limit when `None`); with `park`, for at most
+/// [`PARK_AFTER`] when the connection may stay idle long enough to be worth
+/// parking.
 ///
 /// This is where a keep-alive connection spends its idle time, so it holds as
 /// little as possible: the bytes land in a buffer on the stack of the poll
@@ -185,12 +220,17 @@ fn wait_for_request<'a>(
     stream: &'a mut Stream,
     idle: Option<Duration>,
     shutdown: &'a ShutdownWatch,
+    park: bool,
 ) -> WaitForRequest<'a> {
     // made before the watch is read: a notice sent in between still wakes it
     let notified = idle_wake(stream).notified();
     let shutting_down = *shutdown.borrow();
+    // the park timer replaces the idle one: a busy connection still registers one timer
+    let parks = park && !shutting_down && idle.is_none_or(|d| d >= PARK_AFTER + MIN_PARKED);
     let limit = if shutting_down {
         Some(SHUTDOWN_IDLE_TIMEOUT)
+    } else if parks {
+        Some(PARK_AFTER)
     } else {
         idle
     };
@@ -200,6 +240,7 @@ fn wait_for_request<'a>(
         notified,
         timer: limit.map(idle_timer),
         shutting_down,
+        parks,
     }
 }
 
@@ -219,22 +260,24 @@ pin_project! {
         notified: Notified<'static>,
         timer: Option<IdleTimer>,
         shutting_down: bool,
+        // the timer is the park timer
+        parks: bool,
     }
 }
 
 impl Future for WaitForRequest<'_> {
-    type Output = Option<BytesMut>;
+    type Output = Waited;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut me = self.project();
         let mut buf = BytesMut::new();
         match read_first(me.stream, &mut buf, cx) {
-            Poll::Ready(Ok(0)) => return Poll::Ready(None),
-            Poll::Ready(Ok(_)) => return Poll::Ready(Some(buf)),
+            Poll::Ready(Ok(0)) => return Poll::Ready(Waited::Closed),
+            Poll::Ready(Ok(_)) => return Poll::Ready(Waited::Request(buf)),
             Poll::Ready(Err(e)) => {
                 // common when the client closes a kept-alive connection
                 debug!("read error while waiting for a request: {e}");
-                return Poll::Ready(None);
+                return Poll::Ready(Waited::Closed);
             }
             Poll::Pending => {}
         }
@@ -242,14 +285,19 @@ impl Future for WaitForRequest<'_> {
             if *me.shutdown.borrow() {
                 debug!("shutting down: waiting briefly for a request on an idle connection");
                 *me.shutting_down = true;
+                *me.parks = false;
                 *me.timer = Some(idle_timer(SHUTDOWN_IDLE_TIMEOUT));
             } else {
                 // another service is shutting down: wait for the next notice
                 me.notified.set(idle_wake(me.stream).notified());
             }
         }
+        let parks = *me.parks;
         match me.timer {
-            Some(timer) => Pin::new(timer).poll(cx).map(|_| None),
+            Some(timer) => Pin::new(timer).poll(cx).map(|_| match parks {
+                true => Waited::Park,
+                false => Waited::Closed,
+            }),
             None => Poll::Pending,
         }
     }
@@ -298,49 +346,166 @@ fn idle_limit(settings: Option<&HttpPersistentSettings>) -> Option<Duration> {
     }
 }
 
+/// Serve a connection of an HTTP app until it is closed or parked.
+///
+/// `carried`: `None` for a connection that has not served a request yet, which is first
+/// checked for HTTP/2 (ALPN, or the h2c preface where enabled); the settings carried over
+/// from its last request for a resumed parked one. `conn`: the connection's count in its
+/// listening service (which parking takes along), or [`ServiceConn::detached`].
+///
+/// Every idle keep-alive connection keeps this future (boxed) while it waits, so the
+/// arguments double as the loop's state and the rare paths are boxed.
+// not an `async fn`: see the body
+#[allow(clippy::manual_async_fn)]
+fn serve_http<'a, T, C>(
+    app: &'a Arc<T>,
+    mut stream: Stream,
+    shutdown: &'a ShutdownWatch,
+    mut conn: C,
+    mut carried: Carried,
+) -> impl Future<Output = Option<Stream>> + 'a
+where
+    T: HttpServerApp + Send + Sync + 'static,
+    C: BorrowMut<ServiceConn> + 'a,
+{
+    // An async block rather than an `async fn`: that would keep a second copy of each
+    // argument in the future, which every idle keep-alive connection holds.
+    async move {
+        if carried.is_none() {
+            let h2c = app.server_options().is_some_and(|o| o.h2c);
+            let h2 = stream.selected_alpn_proto() == Some(ALPN::H2)
+                || (h2c && Box::pin(starts_with_h2_preface(&mut stream)).await?);
+            if h2 {
+                Box::pin(serve_h2(app, stream, shutdown)).await;
+                return None;
+            }
+        }
+        // A connection waits for each request in `wait_for_request`, holding just the
+        // stream; the session is made once the request's first bytes are there, by plain
+        // functions that hand it straight to `process_new_http` (a session kept in a local
+        // would take its space in this future).
+        let mut parking = if conn.borrow().can_park(&stream) {
+            ParkState::Yes
+        } else {
+            ParkState::Never
+        };
+        loop {
+            let mut idle = idle_of(&carried);
+            if parking == ParkState::Refused {
+                // it waited that long already before the lot refused it
+                idle = idle.map(|d| d.saturating_sub(PARK_AFTER));
+            }
+            let wait = wait_for_request(&mut stream, idle, shutdown, parking == ParkState::Yes);
+            let preread = match wait.await {
+                Waited::Request(preread) => {
+                    if parking == ParkState::Refused {
+                        parking = ParkState::Yes;
+                    }
+                    preread
+                }
+                Waited::Closed => {
+                    debug!("closing an idle HTTP connection");
+                    return None;
+                }
+                Waited::Park => {
+                    let left = idle_of(&carried).map(|d| d.saturating_sub(PARK_AFTER));
+                    match park(app, shutdown, conn.borrow_mut(), stream, &mut carried, left) {
+                        Parking::Parked | Parking::Closed => return None,
+                        Parking::Kept(kept) => stream = kept,
+                    }
+                    // wait on (a second wait state here would enlarge the future)
+                    parking = ParkState::Refused;
+                    continue;
+                }
+            };
+            let session = match carried.take() {
+                None => first_h1_session(app.as_ref(), stream, preread),
+                Some(settings) => reused_h1_session(stream, settings, preread),
+            };
+            let (next, settings) = app.process_new_http(session, shutdown).await?.consume();
+            stream = next;
+            carried = Some(settings);
+        }
+    }
+}
+
+/// Whether [`serve_http`] parks its connection when it stays idle.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ParkState {
+    /// Not a connection that can be parked.
+    Never,
+    /// Parked after [`PARK_AFTER`] without a request.
+    Yes,
+    /// The lot just refused it (shutting down, or the socket could not be watched): it waits
+    /// out the rest of its idle time unparked, and is parked again after its next request.
+    Refused,
+}
+
+/// How long a connection may wait for its next request: a new connection
+/// ([`DEFAULT_KEEPALIVE_SECS`]), or as its last session's settings say.
+fn idle_of(carried: &Carried) -> Option<Duration> {
+    match carried {
+        None => Some(Duration::from_secs(DEFAULT_KEEPALIVE_SECS)),
+        Some(settings) => idle_limit(settings.as_ref()),
+    }
+}
+
+/// The task of a parked connection whose client sent something: serve it as the
+/// connection's old task would have.
+async fn serve_resumed<T>(app: Arc<T>, shutdown: ShutdownWatch, resumed: park::Resumed)
+where
+    T: HttpServerApp + Send + Sync + 'static,
+{
+    let stream: Stream = match crate::protocols::l4::stream::Stream::from_parked(resumed.sock) {
+        Ok(stream) => Box::new(stream),
+        Err(e) => {
+            debug!("could not resume a parked connection: {e}");
+            return;
+        }
+    };
+    let conn = ServiceConn::new(resumed.guard);
+    serve_http(&app, stream, &shutdown, conn, resumed.carried).await;
+}
+
 #[async_trait]
 impl<T> ServerApp for T
 where
     T: HttpServerApp + Send + Sync + 'static,
 {
-    async fn process_new(
-        self: &Arc<Self>,
-        mut stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        let h2c = self.server_options().is_some_and(|o| o.h2c);
-        // boxed: its timer would otherwise take room in the state every idle
-        // HTTP/1 connection waits in
-        let h2 = stream.selected_alpn_proto() == Some(ALPN::H2)
-            || (h2c && Box::pin(starts_with_h2_preface(&mut stream)).await?);
-        if h2 {
-            // boxed so that the HTTP/1 connections' futures do not carry its size
-            Box::pin(serve_h2(self, stream, shutdown)).await;
-            return None;
-        }
-        // A connection waits for each request in `wait_for_request`, holding just the stream;
-        // the session is made once the request's first bytes are there, by plain functions
-        // that hand it straight to `process_new_http` (a session kept in a local would take
-        // its space in this future, which the connection holds while it waits).
-        // `None` until the first request was served: no settings carried over yet
-        let mut carried: Option<Option<HttpPersistentSettings>> = None;
-        loop {
-            let idle = match &carried {
-                None => Some(Duration::from_secs(DEFAULT_KEEPALIVE_SECS)),
-                Some(settings) => idle_limit(settings.as_ref()),
-            };
-            let Some(preread) = wait_for_request(&mut stream, idle, shutdown).await else {
-                debug!("closing an idle HTTP connection");
-                return None;
-            };
-            let session = match carried.take() {
-                None => first_h1_session(self.as_ref(), stream, preread),
-                Some(settings) => reused_h1_session(stream, settings, preread),
-            };
-            let (next, settings) = self.process_new_http(session, shutdown).await?.consume();
-            stream = next;
-            carried = Some(settings);
-        }
+    // Written out rather than as `async fn`: the box then holds `serve_http`'s state alone,
+    // not also a wrapper's copy of the arguments (every idle connection keeps this box).
+    fn process_new<'life0, 'life1, 'async_trait>(
+        self: &'life0 Arc<Self>,
+        stream: Stream,
+        shutdown: &'life1 ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = Option<Stream>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(serve_http(
+            self,
+            stream,
+            shutdown,
+            ServiceConn::detached(),
+            None,
+        ))
+    }
+
+    fn process_new_in_service<'life0, 'life1, 'life2, 'async_trait>(
+        self: &'life0 Arc<Self>,
+        stream: Stream,
+        shutdown: &'life1 ShutdownWatch,
+        conn: &'life2 mut ServiceConn,
+    ) -> Pin<Box<dyn Future<Output = Option<Stream>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: Send + Sync + 'async_trait,
+    {
+        Box::pin(serve_http(self, stream, shutdown, conn, None))
     }
 
     async fn cleanup(&self) {
@@ -377,8 +542,11 @@ mod tests {
             c.write_all(b"GET / HTTP/1.1\r\n").await.expect("write");
             c
         });
-        let got = wait_for_request(&mut s, Some(Duration::from_secs(5)), &shutdown).await;
-        assert_eq!(got.as_deref(), Some(&b"GET / HTTP/1.1\r\n"[..]));
+        let got = wait_for_request(&mut s, Some(Duration::from_secs(5)), &shutdown, false).await;
+        let Waited::Request(got) = got else {
+            panic!("no request");
+        };
+        assert_eq!(&got[..], b"GET / HTTP/1.1\r\n");
         drop(writer.await);
     }
 
@@ -387,14 +555,18 @@ mod tests {
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         let (c, mut s) = pair().await;
         drop(c);
-        assert!(wait_for_request(&mut s, None, &shutdown).await.is_none());
+        assert!(matches!(
+            wait_for_request(&mut s, None, &shutdown, false).await,
+            Waited::Closed
+        ));
 
         let (_c, mut s) = pair().await;
         let start = std::time::Instant::now();
         let idle = Duration::from_millis(50);
-        assert!(wait_for_request(&mut s, Some(idle), &shutdown)
-            .await
-            .is_none());
+        assert!(matches!(
+            wait_for_request(&mut s, Some(idle), &shutdown, false).await,
+            Waited::Closed
+        ));
         assert!(start.elapsed() >= idle);
     }
 
@@ -412,10 +584,43 @@ mod tests {
         });
         let start = std::time::Instant::now();
         // no idle limit: only the shutdown ends the wait
-        assert!(wait_for_request(&mut s, None, &shutdown).await.is_none());
+        assert!(matches!(
+            wait_for_request(&mut s, None, &shutdown, false).await,
+            Waited::Closed
+        ));
         let waited = start.elapsed();
         assert!(waited >= SHUTDOWN_IDLE_TIMEOUT, "{waited:?}");
         assert!(waited < SHUTDOWN_IDLE_TIMEOUT * 3, "{waited:?}");
         drop(notice.await);
+    }
+
+    /// Answers every request with an empty 200.
+    struct Empty;
+
+    #[async_trait]
+    impl http_app::ServeHttp for Empty {
+        async fn response(&self, _http: &mut ServerSession) -> http::Response<Vec<u8>> {
+            http::Response::new(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn waiting_connection_futures_are_small() {
+        // every idle keep-alive connection keeps this future (its largest state) until it is
+        // parked; an `async fn` layer or a second wait state would add 40-100 B to it
+        let app = Arc::new(http_app::HttpServer::new_app(Empty));
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        let (_c, s) = pair().await;
+        let fut = app.process_new(s, &shutdown);
+        let detached = std::mem::size_of_val(&*fut);
+        drop(fut);
+        let (_c, s) = pair().await;
+        let mut conn = ServiceConn::detached();
+        let fut = app.process_new_in_service(s, &shutdown, &mut conn);
+        let in_service = std::mem::size_of_val(&*fut);
+        drop(fut);
+        eprintln!("process_new: {detached} B, process_new_in_service: {in_service} B");
+        assert!(detached <= 232, "{detached} B");
+        assert!(in_service <= 232, "{in_service} B");
     }
 }

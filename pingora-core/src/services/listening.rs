@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::apps::prometheus_http_app::PrometheusServer;
-use crate::apps::ServerApp;
+use crate::apps::{ServerApp, ServiceConn};
 use crate::listeners::{Listeners, ServerAddress, TcpSocketOptions, TransportStack};
 use crate::protocols::Stream;
 use crate::server::runtime::current_handle;
@@ -17,6 +17,7 @@ use crate::server::{ListenFds, ShutdownWatch};
 use crate::services::Service as ServiceTrait;
 
 mod tracker;
+pub(crate) use tracker::ConnGuard;
 use tracker::ConnTracker;
 
 /// How long the accept loop pauses when the process is out of file
@@ -137,20 +138,13 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
     /// Run `app_logic` on a connection, again and again while it hands the
     /// connection back for reuse, unless the server is shutting down.
     pub async fn handle_event(event: Stream, app_logic: Arc<A>, shutdown: ShutdownWatch) {
-        Self::serve_connection(event, &app_logic, &shutdown).await
-    }
-
-    /// [`Self::handle_event`] on borrowed app and watch: the accept loop's task for a
-    /// connection owns them, and a second copy in this future would only enlarge the task,
-    /// which every idle keep-alive connection holds.
-    async fn serve_connection(event: Stream, app_logic: &Arc<A>, shutdown: &ShutdownWatch) {
-        let mut next = app_logic.process_new(event, shutdown).await;
+        let mut next = app_logic.process_new(event, &shutdown).await;
         while let Some(stream) = next {
             if *shutdown.borrow() {
                 debug!("shutting down: closing a reusable connection");
                 break;
             }
-            next = app_logic.process_new(stream, shutdown).await;
+            next = app_logic.process_new(stream, &shutdown).await;
         }
     }
 
@@ -183,16 +177,33 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                     backoff = Duration::ZERO;
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
-                    let guard = conns.track();
+                    let mut conn = ServiceConn::new(conns.track());
                     // The connection's task keeps the size of its largest state for its whole
                     // life: the handshake (a TLS one is large) is boxed so that it takes heap
-                    // only while it runs, not in every idle keep-alive connection.
+                    // only while it runs, not in every idle keep-alive connection. The loop is
+                    // written out here on the task's own app, watch and count (`conn`, which
+                    // an HTTP app may take along when it parks the connection): an `async fn`
+                    // would keep copies of them.
                     let handshake = Box::pin(io.handshake());
                     current_handle().spawn(async move {
-                        let _guard = guard;
-                        match handshake.await {
-                            Ok(stream) => Self::serve_connection(stream, &app, &shutdown).await,
-                            Err(e) => debug!("downstream handshake failed: {e}"),
+                        let stream = match handshake.await {
+                            Ok(stream) => stream,
+                            Err(e) => {
+                                debug!("downstream handshake failed: {e}");
+                                return;
+                            }
+                        };
+                        let mut next = app
+                            .process_new_in_service(stream, &shutdown, &mut conn)
+                            .await;
+                        while let Some(stream) = next {
+                            if *shutdown.borrow() {
+                                debug!("shutting down: closing a reusable connection");
+                                break;
+                            }
+                            next = app
+                                .process_new_in_service(stream, &shutdown, &mut conn)
+                                .await;
                         }
                     });
                 }

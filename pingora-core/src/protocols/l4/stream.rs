@@ -11,11 +11,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use log::debug;
 use pingora_error::{ErrorType::*, OrErr, Result};
 use std::io::IoSlice;
-use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -93,6 +93,67 @@ impl Stream {
     /// Whether this is a TCP (rather than Unix socket) connection.
     pub fn is_tcp(&self) -> bool {
         matches!(self.raw, RawStream::Tcp(_))
+    }
+}
+
+/// The bare socket of an idle connection taken out of the runtime (no tokio
+/// registration, no task): what [`Stream::into_parked`] keeps and
+/// [`Stream::from_parked`] turns back into the same connection.
+#[derive(Debug)]
+pub(crate) struct ParkedSocket {
+    fd: OwnedFd,
+    unix: bool,
+    /// `established_ts` as nanoseconds since the Unix epoch: half the size of a `SystemTime`.
+    established_ns: u64,
+}
+
+impl ParkedSocket {
+    /// The socket's descriptor.
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Stream {
+    /// Whether the connection holds nothing but its socket (no bytes put back, no proxy
+    /// digest), so that [`Self::into_parked`] loses nothing.
+    pub(crate) fn parkable(&self) -> bool {
+        self.rewind_buf.is_none() && self.proxy_digest.is_none()
+    }
+
+    /// Drop the runtime registration and keep the socket. The socket digest is not kept: it
+    /// is made again from the socket on first use. An error means the socket is gone (the
+    /// connection is closed).
+    pub(crate) fn into_parked(self) -> std::io::Result<ParkedSocket> {
+        let established_ns = self
+            .established_ts
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let (fd, unix) = match self.raw {
+            RawStream::Tcp(s) => (OwnedFd::from(s.into_std()?), false),
+            RawStream::Unix(s) => (OwnedFd::from(s.into_std()?), true),
+        };
+        Ok(ParkedSocket {
+            fd,
+            unix,
+            established_ns,
+        })
+    }
+
+    /// The connection of a parked socket, registered with the current runtime again.
+    ///
+    /// # Panics
+    /// Outside of a tokio runtime (like `TcpStream::from_std`).
+    pub(crate) fn from_parked(parked: ParkedSocket) -> std::io::Result<Self> {
+        // the socket is still non-blocking and keeps its options (TCP_NODELAY ...)
+        let raw = if parked.unix {
+            RawStream::Unix(UnixStream::from_std(parked.fd.into())?)
+        } else {
+            RawStream::Tcp(TcpStream::from_std(parked.fd.into())?)
+        };
+        let mut stream = Stream::new(raw);
+        stream.established_ts = UNIX_EPOCH + Duration::from_nanos(parked.established_ns);
+        Ok(stream)
     }
 }
 

@@ -188,3 +188,5 @@ fn prometheus_service_is_named() {
     assert_eq!(ServiceTrait::name(&s), "Prometheus metric HTTP");
     assert_eq!(s.threads, None);
 }
+
+mod park;

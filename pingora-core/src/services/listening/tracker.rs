@@ -2,22 +2,53 @@
 //! graceful shutdown can wait for the last one to finish.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use tokio::sync::Notify;
+
+use crate::apps::ParkLot;
 
 /// The number of live connections of one service.
 #[derive(Debug, Default)]
-pub(super) struct ConnTracker {
+pub(crate) struct ConnTracker {
     live: AtomicUsize,
     all_done: Notify,
+    /// Where the service's idle HTTP/1 connections are parked, made by the first one parked.
+    /// Weak: the lot's driver task owns it, and the lot's entries hold guards of this tracker.
+    lot: OnceLock<Weak<ParkLot>>,
 }
 
-/// Held by a connection's task; dropping it (however the task ends) counts
-/// the connection as finished.
+/// Held by a connection's task, or by the park lot while the connection is
+/// parked; dropping it (however the connection ends) counts the connection as
+/// finished.
 #[derive(Debug)]
-pub(super) struct ConnGuard(Arc<ConnTracker>);
+pub(crate) struct ConnGuard(Arc<ConnTracker>);
+
+impl ConnGuard {
+    /// The tracker this connection counts in.
+    pub(crate) fn tracker(&self) -> &ConnTracker {
+        &self.0
+    }
+}
 
 impl ConnTracker {
+    /// The service's park lot, made by `make` the first time; `None` once the lot is gone
+    /// (its driver ended at shutdown, or its runtime stopped).
+    pub(crate) fn park_lot(
+        &self,
+        make: impl FnOnce() -> Option<Arc<ParkLot>>,
+    ) -> Option<Arc<ParkLot>> {
+        let mut made = None;
+        let weak = self.lot.get_or_init(|| match make() {
+            Some(lot) => {
+                let weak = Arc::downgrade(&lot);
+                made = Some(lot);
+                weak
+            }
+            None => Weak::new(),
+        });
+        made.or_else(|| weak.upgrade())
+    }
+
     /// Count a new connection until the guard is dropped.
     pub(super) fn track(self: &Arc<Self>) -> ConnGuard {
         self.live.fetch_add(1, Ordering::AcqRel);
