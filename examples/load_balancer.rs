@@ -58,21 +58,34 @@ const PURGE_EVERY: Duration = Duration::from_millis(100);
 /// its own calls: a proxy whose connections all went idle (parked, see `pingora_core::apps`)
 /// makes none, and would keep the memory of their last requests for good. A forced collection
 /// from this task returns whatever is free, at a cost bounded by its period rather than by the
-/// request rate (under load, a few `madvise` calls per 10,000 requests; a purge delay of 0
-/// instead would cost one every ~20 requests, each followed by page faults).
+/// request rate (a purge delay of 0 instead would cost one `madvise` every ~20 requests, each
+/// followed by page faults). It runs only after a period without upstream requests: while the
+/// proxy is busy the memory is about to be reused, and a forced collection on the worker's core
+/// would only delay requests and make their buffers fault in again.
 struct AllocatorPurge;
+
+/// Upstream requests made so far (reused and new connections): a cheap sign of activity.
+fn upstream_requests() -> u64 {
+    let stats = pingora::connectors::upstream_reuse_stats();
+    stats.reused + stats.new
+}
 
 #[async_trait]
 impl BackgroundService for AllocatorPurge {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut tick = tokio::time::interval(PURGE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seen = upstream_requests();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tick.tick() => {
-                    // SAFETY: mimalloc's public API, callable from any thread at any time
-                    unsafe { mi_collect(true) }
+                    let now = upstream_requests();
+                    if now == seen {
+                        // SAFETY: mimalloc's public API, callable from any thread at any time
+                        unsafe { mi_collect(true) }
+                    }
+                    seen = now;
                 }
             }
         }
