@@ -92,51 +92,34 @@ pub(crate) trait Head {
     fn known_connection(&self) -> Option<known::ConnectionValue>;
 }
 
-impl Head for RequestHeader {
-    #[inline]
-    fn head_headers(&self) -> &HeaderMap {
-        &self.headers
-    }
-    #[inline]
-    fn head_version(&self) -> Version {
-        self.version
-    }
-    #[inline]
-    fn has(&self, bit: u16) -> bool {
-        self.known_headers() & bit != 0
-    }
-    #[inline]
-    fn known_length(&self) -> Option<u64> {
-        self.known_content_length()
-    }
-    #[inline]
-    fn known_connection(&self) -> Option<known::ConnectionValue> {
-        self.known_connection()
-    }
+// both header types answer the same way, through their own inherent methods
+macro_rules! impl_head {
+    ($($ty:ty),+) => {$(
+        impl Head for $ty {
+            #[inline]
+            fn head_headers(&self) -> &HeaderMap {
+                &self.headers
+            }
+            #[inline]
+            fn head_version(&self) -> Version {
+                self.version
+            }
+            #[inline]
+            fn has(&self, bit: u16) -> bool {
+                self.known_headers() & bit != 0
+            }
+            #[inline]
+            fn known_length(&self) -> Option<u64> {
+                self.known_content_length()
+            }
+            #[inline]
+            fn known_connection(&self) -> Option<known::ConnectionValue> {
+                self.known_connection()
+            }
+        }
+    )+};
 }
-
-impl Head for ResponseHeader {
-    #[inline]
-    fn head_headers(&self) -> &HeaderMap {
-        &self.headers
-    }
-    #[inline]
-    fn head_version(&self) -> Version {
-        self.version
-    }
-    #[inline]
-    fn has(&self, bit: u16) -> bool {
-        self.known_headers() & bit != 0
-    }
-    #[inline]
-    fn known_length(&self) -> Option<u64> {
-        self.known_content_length()
-    }
-    #[inline]
-    fn known_connection(&self) -> Option<known::ConnectionValue> {
-        self.known_connection()
-    }
-}
+impl_head!(RequestHeader, ResponseHeader);
 
 /// [`content_length`] of a head.
 #[inline]
