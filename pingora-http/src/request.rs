@@ -140,21 +140,7 @@ impl RequestHeader {
 
     /// Append the header fields of a received head, in order: the same as
     /// [`Self::append_header`] for each, done in one loop (the parsers call it for every
-    /// message). Stops at the first error.
-    #[doc(hidden)]
-    pub fn append_parsed_headers(
-        &mut self,
-        headers: impl Iterator<Item = (bytes::Bytes, HeaderValue)>,
-    ) -> Result<()> {
-        case_map::append_all(
-            self.header_name_map.as_mut(),
-            &mut self.base.headers,
-            &mut self.known,
-            headers,
-        )
-    }
-
-    /// [`Self::append_parsed_headers`] with each name given as its place in `head` (the
+    /// message); stops at the first error. Each name is given as its place in `head` (the
     /// received head the values are slices of): standard names spelled in their usual title
     /// case are then recorded without referencing `head`.
     #[doc(hidden)]

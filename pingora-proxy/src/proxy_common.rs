@@ -138,22 +138,31 @@ fn ends_chunked(value: &HeaderValue) -> bool {
         .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
+/// The body of [`strip_request_hop_by_hop`] and [`strip_response_hop_by_hop`]: the two header
+/// types have the same inherent methods but no common trait.
+macro_rules! strip_hop_by_hop {
+    ($msg:expr) => {{
+        let msg = $msg;
+        if msg.known_headers() & known::HOP_BY_HOP != 0 {
+            let single_token = msg.known_connection().is_some();
+            let (fixed, options) =
+                hop_by_hop_present(msg.known_headers(), single_token, &msg.headers);
+            for name in options {
+                msg.remove_header_named(&name);
+            }
+            for (i, name) in HOP_BY_HOP.iter().enumerate() {
+                if fixed & (1 << i) != 0 {
+                    msg.remove_header_named(name);
+                }
+            }
+        }
+    }};
+}
+
 /// Remove the hop-by-hop headers of a request: the fixed list and the options its
 /// `Connection` header names.
 pub(crate) fn strip_request_hop_by_hop(req: &mut RequestHeader) {
-    if req.known_headers() & known::HOP_BY_HOP == 0 {
-        return;
-    }
-    let single_token = req.known_connection().is_some();
-    let (fixed, options) = hop_by_hop_present(req.known_headers(), single_token, &req.headers);
-    for name in options {
-        req.remove_header_named(&name);
-    }
-    for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        if fixed & (1 << i) != 0 {
-            req.remove_header_named(name);
-        }
-    }
+    strip_hop_by_hop!(req)
 }
 
 /// Turn an HTTP/2 request into its HTTP/1.1 shape: the target in origin-form, `Host` from
@@ -260,19 +269,7 @@ fn response_has_body(method: &Method, status: StatusCode) -> bool {
 /// Remove the hop-by-hop headers of an upstream response (the server session writes its own
 /// `Connection` header). Runs before the response filters.
 pub(crate) fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
-    if resp.known_headers() & known::HOP_BY_HOP == 0 {
-        return;
-    }
-    let single_token = resp.known_connection().is_some();
-    let (fixed, options) = hop_by_hop_present(resp.known_headers(), single_token, &resp.headers);
-    for name in options {
-        resp.remove_header_named(&name);
-    }
-    for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        if fixed & (1 << i) != 0 {
-            resp.remove_header_named(name);
-        }
-    }
+    strip_hop_by_hop!(resp)
 }
 
 /// Settle how the (filtered) response body is framed for the client: a transfer-coded body
