@@ -175,7 +175,7 @@ pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>>
         req.append_parsed_fields(&head, ascii_fields(&head, &refs, n_fields))?;
     } else {
         for r in fields(&refs, n_fields) {
-            add_field(&head, r, false, |n, v| req.append_header(n, v).map(|_| ()))?;
+            add_field(&head, r, |n, v| req.append_header(n, v).map(|_| ()))?;
         }
     }
     Ok(Some((req, head)))
@@ -200,19 +200,10 @@ fn ascii_fields<'a>(
 fn add_field(
     head: &Bytes,
     r: &FieldRef,
-    ascii: bool,
     mut append: impl FnMut(Bytes, HeaderValue) -> Result<()>,
 ) -> Result<()> {
-    let bytes = slice(head, r.value);
-    let value = if ascii {
-        // SAFETY: the head is ASCII, which is valid UTF-8 (the requirement of the unchecked
-        // constructor), and httparse already refused every byte a header
-        // value may not hold (controls other than HTAB, DEL)
-        unsafe { HeaderValue::from_maybe_shared_unchecked(bytes) }
-    } else {
-        HeaderValue::from_maybe_shared(bytes)
-            .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid header value"))?
-    };
+    let value = HeaderValue::from_maybe_shared(slice(head, r.value))
+        .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid header value"))?;
     append(slice(head, r.name), value)
 }
 
@@ -269,7 +260,7 @@ pub(super) fn parse_response(buf: &mut BytesMut) -> Result<Parsed<ResponseHeader
         resp.append_parsed_fields(&head, ascii_fields(&head, &refs, n_fields))?;
     } else {
         for r in fields(&refs, n_fields) {
-            add_field(&head, r, false, |n, v| resp.append_header(n, v).map(|_| ()))?;
+            add_field(&head, r, |n, v| resp.append_header(n, v).map(|_| ()))?;
         }
     }
     Ok(Some((resp, head)))
