@@ -2,15 +2,13 @@
 //! the connection's streams as HTTP sessions of the app.
 
 use futures::stream::FuturesUnordered;
-use futures::task::{ArcWake, AtomicWaker};
 use futures::{FutureExt, StreamExt};
 use log::{debug, error, warn};
 use std::future::{poll_fn, Future};
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::{HttpServerApp, ReusedHttpStream};
@@ -100,7 +98,6 @@ where
         AssertUnwindSafe(app.process_new_http(session, shutdown)).catch_unwind()
     };
     let mut streams = FuturesUnordered::new();
-    let conn_waker = ConnWaker::new();
     // after an abusive client got its GOAWAY, give the connection this long
     // to flush it before dropping it
     let mut abort_deadline: Option<tokio::time::Instant> = None;
@@ -110,25 +107,9 @@ where
                 &mut conn,
                 digest.clone()
             ));
-            // the result (a whole session) is returned from where it is
-            // polled, not moved through a helper
             let accept = poll_fn(|cx| {
-                let mut conn_cx = conn_waker.start(cx);
-                for turn in 1..=CONN_TURNS {
-                    poll_streams(&mut streams, cx);
-                    // what the streams queued is written by this poll
-                    conn_waker.clear();
-                    if let Poll::Ready(next) = accept.as_mut().poll(&mut conn_cx) {
-                        // the caller polls again right away: no wake needed
-                        conn_waker.stop(cx, false);
-                        return Poll::Ready(next);
-                    }
-                    if !conn_waker.woken() || turn == CONN_TURNS {
-                        break;
-                    }
-                }
-                conn_waker.stop(cx, true);
-                Poll::Pending
+                poll_streams(&mut streams, cx);
+                accept.as_mut().poll(cx)
             });
             // the shutdown signal and the abort deadline are cheap to check
             // and must not be starved by a client that keeps opening streams
@@ -174,76 +155,6 @@ where
     drop(conn);
     while let Some(done) = streams.next().await {
         log_panic(done);
-    }
-}
-
-/// The waker the HTTP/2 connection is polled with. A stream that queues a
-/// frame wakes the connection; the connection is polled right after the
-/// streams in the same turn, so that wake would only poll the whole
-/// connection once more for nothing. While the task polls the connection,
-/// wakes are recorded instead of passed on; one that came during the
-/// connection's own poll gets it polled again in the same turn (or the task
-/// woken, after a few turns).
-struct ConnWaker {
-    shared: Arc<ConnWakerShared>,
-    waker: Waker,
-}
-
-struct ConnWakerShared {
-    task: AtomicWaker,
-    polling: AtomicBool,
-    woken: AtomicBool,
-}
-
-impl ArcWake for ConnWakerShared {
-    fn wake_by_ref(arc_self: &Arc<Self>) {
-        // SeqCst pairs with `ConnWaker::stop`: either this sees
-        // the poll over and wakes the task, or the poll sees `woken`
-        arc_self.woken.store(true, Ordering::SeqCst);
-        if !arc_self.polling.load(Ordering::SeqCst) {
-            arc_self.task.wake();
-        }
-    }
-}
-
-/// Connection polls per task turn when the connection keeps waking itself.
-const CONN_TURNS: usize = 4;
-
-impl ConnWaker {
-    fn new() -> Self {
-        let shared = Arc::new(ConnWakerShared {
-            task: AtomicWaker::new(),
-            polling: AtomicBool::new(false),
-            woken: AtomicBool::new(false),
-        });
-        let waker = futures::task::waker(shared.clone());
-        ConnWaker { shared, waker }
-    }
-
-    /// Start a turn of the task: the context to poll the connection with.
-    fn start(&self, cx: &Context<'_>) -> Context<'_> {
-        self.shared.task.register(cx.waker());
-        self.shared.polling.store(true, Ordering::SeqCst);
-        Context::from_waker(&self.waker)
-    }
-
-    /// Forget the wakes so far: the connection is about to be polled.
-    fn clear(&self) {
-        self.shared.woken.store(false, Ordering::SeqCst);
-    }
-
-    /// Whether the connection was woken since [`Self::clear`].
-    fn woken(&self) -> bool {
-        self.shared.woken.load(Ordering::SeqCst)
-    }
-
-    /// End the turn; a connection left `pending` that was woken meanwhile
-    /// gets the task woken.
-    fn stop(&self, cx: &Context<'_>, pending: bool) {
-        self.shared.polling.store(false, Ordering::SeqCst);
-        if pending && self.woken() {
-            cx.waker().wake_by_ref();
-        }
     }
 }
 
@@ -334,42 +245,6 @@ mod tests {
             .await
             .expect("connection task ends with the client")
             .expect("connection task did not panic");
-    }
-
-    #[test]
-    fn connection_wakes_during_a_turn_are_held_back_not_lost() {
-        use std::sync::atomic::AtomicUsize;
-        struct Count(AtomicUsize);
-        impl ArcWake for Count {
-            fn wake_by_ref(arc_self: &Arc<Self>) {
-                arc_self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        let task = Arc::new(Count(AtomicUsize::new(0)));
-        let task_waker = futures::task::waker(task.clone());
-        let cx = Context::from_waker(&task_waker);
-        let woken = || task.0.load(Ordering::SeqCst);
-        let w = ConnWaker::new();
-
-        // a wake within the turn is recorded, not passed to the task
-        let conn_cx = w.start(&cx);
-        conn_cx.waker().wake_by_ref();
-        assert!(w.woken());
-        assert_eq!(woken(), 0);
-        // ending the turn with the connection pending wakes the task once
-        w.stop(&cx, true);
-        assert_eq!(woken(), 1);
-
-        // cleared before the connection's poll, a turn ends without a wake
-        let conn_cx = w.start(&cx);
-        let held = conn_cx.waker().clone();
-        held.wake_by_ref();
-        w.clear();
-        w.stop(&cx, true);
-        assert_eq!(woken(), 1);
-        // between turns a wake goes to the task
-        held.wake_by_ref();
-        assert_eq!(woken(), 2);
     }
 
     #[tokio::test]
