@@ -6,9 +6,9 @@ use futures::{FutureExt, StreamExt};
 use log::{debug, error, warn};
 use std::future::{poll_fn, Future};
 use std::panic::AssertUnwindSafe;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use super::{HttpServerApp, ReusedHttpStream};
@@ -88,7 +88,8 @@ where
     let mut shutdown_rx = shutdown.clone();
     // one wait for the shutdown signal for the whole connection: a fresh one
     // per accepted stream registered (and dropped) a waiter every time
-    let mut shutdown_signal = pin!(shutdown_rx.changed());
+    let shutdown_wait = pin!(shutdown_rx.changed());
+    let mut shutdown_signal = ShutdownSignal::new(shutdown, shutdown_wait);
     let mut going_away = *shutdown.borrow();
     if going_away {
         conn.graceful_shutdown();
@@ -103,10 +104,7 @@ where
     let mut abort_deadline: Option<tokio::time::Instant> = None;
     loop {
         let event = {
-            let mut accept = pin!(h2_server::HttpSession::from_h2_conn(
-                &mut conn,
-                digest.clone()
-            ));
+            let mut accept = pin!(h2_server::accept_stream(&mut conn));
             let accept = poll_fn(|cx| {
                 poll_streams(&mut streams, cx);
                 accept.as_mut().poll(cx)
@@ -115,8 +113,8 @@ where
             // and must not be starved by a client that keeps opening streams
             tokio::select! {
                 biased;
-                _ = shutdown_signal.as_mut(), if !going_away => None,
-                _ = sleep_until_opt(abort_deadline) => break,
+                _ = poll_fn(|cx| shutdown_signal.poll(cx)), if !going_away => None,
+                _ = sleep_until_opt(abort_deadline), if abort_deadline.is_some() => break,
                 next = accept => Some(next),
             }
         };
@@ -127,7 +125,8 @@ where
             continue;
         };
         match next {
-            Ok(Some(mut session)) => {
+            Ok(Some((req, send_response))) => {
+                let mut session = h2_server::HttpSession::new(req, send_response, digest.clone());
                 session.set_reset_tracker(resets.clone());
                 // a stream cancelled before it started costs nothing more
                 if !session.poll_client_reset() && abort_deadline.is_none() {
@@ -155,6 +154,49 @@ where
     drop(conn);
     while let Some(done) = streams.next().await {
         log_panic(done);
+    }
+}
+
+/// The wait for the server's shutdown signal, polled on every wakeup of the
+/// connection. Polling the wait itself takes the signal's waiter lock; once
+/// it is registered with the task's waker, a look at the signal's version
+/// tells whether it can have become ready, so it is only polled again when
+/// the version moved or the task's waker is a different one.
+struct ShutdownSignal<'a, F> {
+    /// A receiver of the same signal that only reads the version.
+    probe: ShutdownWatch,
+    wait: Pin<&'a mut F>,
+    /// The waker the wait was last polled with.
+    registered: Option<Waker>,
+}
+
+impl<'a, F: Future> ShutdownSignal<'a, F> {
+    fn new(shutdown: &ShutdownWatch, wait: Pin<&'a mut F>) -> Self {
+        ShutdownSignal {
+            probe: shutdown.clone(),
+            wait,
+            registered: None,
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let same_waker = self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()));
+        // `Err`: the sender is gone, which the wait reports (as a shutdown)
+        if same_waker && matches!(self.probe.has_changed(), Ok(false)) {
+            return Poll::Pending;
+        }
+        let ready = self.wait.as_mut().poll(cx).is_ready();
+        if ready {
+            self.registered = None;
+            return Poll::Ready(());
+        }
+        if !same_waker {
+            self.registered = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 }
 
@@ -245,6 +287,32 @@ mod tests {
             .await
             .expect("connection task ends with the client")
             .expect("connection task did not panic");
+    }
+
+    #[tokio::test]
+    async fn idle_connection_ends_on_shutdown() {
+        let (c, s) = pair().await;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let app = Arc::new(Echo);
+        let server = tokio::spawn(async move { serve_h2(&app, s, &rx).await });
+        let (client, conn) = h2::client::handshake(c).await.expect("client handshake");
+        tokio::spawn(conn);
+        // one exchange first: the connection has waited for the signal
+        // before and is idle (nothing else will wake it) when it comes
+        let mut client = client.ready().await.expect("ready");
+        let req = http::Request::get("http://x/a").body(()).expect("request");
+        let (resp, _) = client.send_request(req, true).expect("send");
+        let mut body = resp.await.expect("response").into_body();
+        while let Some(chunk) = body.data().await {
+            chunk.expect("body");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.send(true).expect("signal");
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the connection ends after its GOAWAY")
+            .expect("connection task did not panic");
+        drop(client);
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ use h2::{Reason, RecvStream, SendStream};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 use log::debug;
 use pingora_error::{Error, ErrorType, OrErr, Result};
-use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http::{known, RequestHeader, ResponseHeader};
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +37,28 @@ pub async fn handshake(io: Stream, options: Option<H2Options>) -> Result<H2Conne
         .handshake(BatchedIo::wrap(io))
         .await
         .map_err(|e| h2_error(e, ErrorType::HandshakeError, "HTTP/2 handshake failed"))
+}
+
+/// An accepted stream before it becomes an [`HttpSession`].
+pub(crate) type AcceptedStream = (http::Request<RecvStream>, SendResponse<Bytes>);
+
+/// [`HttpSession::from_h2_conn`] without building the session: the caller
+/// builds it where it is kept (the session is large, and every move of a
+/// future's output copies it).
+pub(crate) async fn accept_stream(
+    conn: &mut H2Connection<Stream>,
+) -> Result<Option<AcceptedStream>> {
+    let mut batch = WriteBatch::default();
+    let accepted = poll_fn(|cx| batch.poll(cx, |cx| conn.poll_accept(cx))).await;
+    match accepted {
+        None => Ok(None),
+        Some(Ok(stream)) => Ok(Some(stream)),
+        Some(Err(e)) => Err(h2_error(
+            e,
+            ErrorType::ReadError,
+            "while accepting an HTTP/2 stream",
+        )),
+    }
 }
 
 /// What most streams never use, out of line: the session is moved several
@@ -78,13 +100,9 @@ impl HttpSession {
         conn: &mut H2Connection<Stream>,
         digest: Arc<Digest>,
     ) -> Result<Option<Self>> {
-        let mut batch = WriteBatch::default();
-        let accepted = poll_fn(|cx| batch.poll(cx, |cx| conn.poll_accept(cx))).await;
-        let Some(accepted) = accepted else {
+        let Some((req, send_response)) = accept_stream(conn).await? else {
             return Ok(None);
         };
-        let (req, send_response) = accepted
-            .map_err(|e| h2_error(e, ErrorType::ReadError, "while accepting an HTTP/2 stream"))?;
         Ok(Some(Self::new(req, send_response, digest)))
     }
 
@@ -100,7 +118,8 @@ impl HttpSession {
         let body_ended = request_body.is_end_stream();
         request_header.set_send_end_stream(body_ended);
         // code written for HTTP/1 looks for `Host`: mirror `:authority` there
-        if !request_header.headers.contains_key(http::header::HOST) {
+        // (the header's known bits answer "no `Host`" without a map lookup)
+        if request_header.known_headers() & known::HOST == 0 {
             let authority = request_header.uri.authority();
             if let Some(host) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
                 let _ = request_header.insert_header(http::header::HOST, host);
@@ -320,7 +339,7 @@ impl HttpSession {
         let end = end || !self.response_may_have_body(header.status);
         header.set_version(Version::HTTP_2);
         let mut parts = header.as_owned_parts();
-        strip_connection_headers(&mut parts.headers);
+        strip_forbidden(&header, &mut parts.headers);
         let resp = http::Response::from_parts(parts, ());
         let body = self
             .send_response
@@ -344,7 +363,7 @@ impl HttpSession {
         }
         header.set_version(Version::HTTP_2);
         let mut parts = header.as_owned_parts();
-        strip_connection_headers(&mut parts.headers);
+        strip_forbidden(&header, &mut parts.headers);
         self.send_response
             .send_informational(http::Response::from_parts(parts, ()))
             .map_err(|e| {
@@ -541,6 +560,18 @@ impl HttpSession {
     /// The local address the client connected to.
     pub fn server_addr(&self) -> Option<&SocketAddr> {
         self.digest.socket_digest.as_ref()?.local_addr()
+    }
+}
+
+/// [`strip_connection_headers`] on `headers`, a copy of `header`'s map, unless
+/// `header`'s known bits show that none of the names it removes is present
+/// (the usual case: the proxy already stripped the hop-by-hop headers).
+fn strip_forbidden(header: &ResponseHeader, headers: &mut HeaderMap) {
+    // every name `strip_connection_headers` may remove is either one of these
+    // or named by a `Connection` header, which is one of these
+    const FORBIDDEN: u16 = known::HOP_BY_HOP | known::TRANSFER_ENCODING;
+    if header.known_headers() & FORBIDDEN != 0 {
+        strip_connection_headers(headers);
     }
 }
 
