@@ -34,6 +34,8 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::services::listening::Service;
 use pingora_examples::{listen_addr, upstreams};
+use std::alloc::{GlobalAlloc, Layout};
+use std::ffi::c_void;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,12 +44,64 @@ use std::time::Duration;
 /// request in benches/profile/callgrind.sh). The allocator is the binary's choice, not
 /// the library's: this is where a user's own proxy would pick one too.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Mimalloc = Mimalloc;
 
-// From mimalloc's C API (libmimalloc-sys, linked through the `mimalloc` crate, declares it
-// only behind a feature that pulls in another crate).
+// From mimalloc's C API (libmimalloc-sys, linked through the `mimalloc` crate, declares
+// `mi_collect` only behind a feature that pulls in another crate).
 extern "C" {
     fn mi_collect(force: bool);
+    fn mi_malloc(size: usize) -> *mut c_void;
+    fn mi_zalloc(size: usize) -> *mut c_void;
+    fn mi_realloc(p: *mut c_void, new_size: usize) -> *mut c_void;
+}
+
+/// `mimalloc::MiMalloc`, except that allocations needing no more than word alignment go
+/// through the plain `mi_malloc` family. `MiMalloc` always asks for an aligned block, and
+/// mimalloc serves an aligned request above 1 KiB whose size is not a power of two by
+/// over-allocating and adjusting the pointer (the 1-4 KiB buffers a proxy allocates per
+/// request), although every mimalloc block is already word aligned: its block sizes are
+/// multiples of 8 and its pages start 16-aligned.
+struct Mimalloc;
+
+/// Alignment every mimalloc block has, whatever its size.
+const MI_WORD_ALIGN: usize = 8;
+
+// SAFETY: each method forwards to an allocator that upholds `GlobalAlloc`'s contract for the
+// layout: `mi_*` for alignments every mimalloc block meets (see `MI_WORD_ALIGN`), `MiMalloc`
+// (mimalloc's aligned entry points) for the rest. Blocks from both are freed by `mi_free`,
+// which `MiMalloc::dealloc` calls for any block.
+unsafe impl GlobalAlloc for Mimalloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.align() <= MI_WORD_ALIGN {
+            mi_malloc(layout.size()).cast()
+        } else {
+            mimalloc::MiMalloc.alloc(layout)
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.align() <= MI_WORD_ALIGN {
+            mi_zalloc(layout.size()).cast()
+        } else {
+            mimalloc::MiMalloc.alloc_zeroed(layout)
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        mimalloc::MiMalloc.dealloc(ptr, layout)
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.align() <= MI_WORD_ALIGN {
+            mi_realloc(ptr.cast(), new_size).cast()
+        } else {
+            mimalloc::MiMalloc.realloc(ptr, layout, new_size)
+        }
+    }
 }
 
 /// How often [`AllocatorPurge`] gives freed memory back to the system.

@@ -95,6 +95,34 @@ async fn keepalive_sessions_reuse_the_connection() {
     task.abort();
 }
 
+/// The digest describes the connection, so a reused connection comes with the one its last
+/// session had (gathered once per connection, not once per request).
+#[tokio::test]
+async fn reused_connection_keeps_its_digest() {
+    let (addr, accepted, task) = start_server(false).await;
+    let connector = Connector::new(None);
+    let peer = HttpPeer::new(addr, false, String::new());
+
+    let (mut s, _) = connector.get_http_session(&peer).await.expect("connect");
+    get(&mut s).await;
+    let HttpSession::H1(mut h1) = s else {
+        panic!("an HTTP/1 session was expected");
+    };
+    let timing = h1.digest().timing_digest.len();
+    // a mark only the same digest can carry
+    h1.digest_mut().timing_digest.push(None);
+    assert!(connector
+        .release_reusable_h1_session(h1, &peer, None)
+        .is_none());
+
+    let (mut s, reused) = connector.get_http_session(&peer).await.expect("reuse");
+    assert!(reused);
+    assert_eq!(s.digest().map(|d| d.timing_digest.len()), Some(timing + 1));
+    get(&mut s).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    task.abort();
+}
+
 #[tokio::test]
 async fn unfinished_session_is_not_pooled() {
     let (addr, _accepted, task) = start_server(false).await;

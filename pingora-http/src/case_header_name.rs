@@ -120,8 +120,8 @@ impl IntoCaseHeaderName for HeaderName {
         self,
         _: sealed::Internal,
     ) -> Result<(CaseHeaderName, HeaderName, u16)> {
-        let bit = crate::known::bit(&self);
-        Ok((CaseHeaderName(titled_header_name(&self)), self, bit))
+        let (case, bit) = titled_and_bit(&self);
+        Ok((CaseHeaderName(case), self, bit))
     }
 }
 
@@ -135,8 +135,8 @@ impl IntoCaseHeaderName for &HeaderName {
         self,
         _: sealed::Internal,
     ) -> Result<(CaseHeaderName, HeaderName, u16)> {
-        let bit = crate::known::bit(self);
-        Ok((CaseHeaderName(titled_header_name(self)), self.clone(), bit))
+        let (case, bit) = titled_and_bit(self);
+        Ok((CaseHeaderName(case), self.clone(), bit))
     }
 }
 
@@ -190,7 +190,20 @@ impl IntoCaseHeaderName for ParsedName<'_> {
 /// The wire spelling for a name with no recorded case: title case for well-known headers
 /// (static, no allocation), otherwise the normalized lower-case name.
 fn titled_header_name(name: &HeaderName) -> Bytes {
-    match titled_header_name_str(name) {
+    titled_bytes(name, titled_header_name_str(name))
+}
+
+/// [`titled_header_name`] and the name's [`known`](crate::known) bit, found by one lookup:
+/// a name added as a [`HeaderName`] needs both, and two lookups cost twice the dispatch on the
+/// length and the compares.
+fn titled_and_bit(name: &HeaderName) -> (Bytes, u16) {
+    let (titled, bit) = titled_lookup(name);
+    (titled_bytes(name, titled), bit)
+}
+
+#[inline(always)]
+fn titled_bytes(name: &HeaderName, titled: Option<&'static str>) -> Bytes {
+    match titled {
         Some(titled) => Bytes::from_static(titled.as_bytes()),
         None => Bytes::copy_from_slice(name.as_str().as_bytes()),
     }
@@ -198,50 +211,61 @@ fn titled_header_name(name: &HeaderName) -> Bytes {
 
 /// The conventional title-case spelling of a well-known header, if `name` is one.
 pub(crate) fn titled_header_name_str(name: &HeaderName) -> Option<&'static str> {
+    titled_lookup(name).0
+}
+
+/// The conventional title-case spelling of a well-known header (if `name` is one) and the
+/// name's [`known`](crate::known) bit (0 for other names), equal to what
+/// [`known::bit`](crate::known::bit) returns (a test checks every name).
+#[inline(always)]
+fn titled_lookup(name: &HeaderName) -> (Option<&'static str>, u16) {
+    use crate::known::*;
     // Names are lower case here. The length picks a few candidates, each compared as a
     // fixed-size array (a word compare or two).
     let lower = name.as_str().as_bytes();
     macro_rules! by_length {
-        ($($len:literal => [$($lit:literal => $titled:literal),+],)+) => {
+        ($($len:literal => [$($lit:literal => $titled:expr $(, $bit:ident)?);+],)+) => {
             match lower.len() {
                 $($len => {
                     // the length was just matched, so the conversion cannot fail
-                    let lower: &[u8; $len] = lower.try_into().ok()?;
+                    let Ok(lower) = <&[u8; $len]>::try_from(lower) else {
+                        return (None, 0);
+                    };
                     $(if lower == $lit {
-                        return Some($titled);
+                        return ($titled, 0 $(| $bit)?);
                     })+
-                    None
+                    (None, 0)
                 })+
-                _ => None,
+                _ => (None, 0),
             }
         };
     }
     by_length! {
-        2 => [b"te" => "TE"],
-        3 => [b"via" => "Via", b"age" => "Age"],
-        4 => [b"host" => "Host", b"date" => "Date", b"etag" => "ETag", b"vary" => "Vary", b"from" => "From", b"link" => "Link"],
-        5 => [b"allow" => "Allow", b"range" => "Range"],
-        6 => [b"accept" => "Accept", b"server" => "Server", b"cookie" => "Cookie", b"expect" => "Expect", b"origin" => "Origin", b"pragma" => "Pragma"],
-        7 => [b"expires" => "Expires", b"referer" => "Referer", b"upgrade" => "Upgrade", b"alt-svc" => "Alt-Svc", b"trailer" => "Trailer"],
-        8 => [b"location" => "Location", b"if-match" => "If-Match", b"if-range" => "If-Range"],
-        9 => [b"forwarded" => "Forwarded", b"x-real-ip" => "X-Real-IP"],
-        10 => [b"user-agent" => "User-Agent", b"connection" => "Connection", b"set-cookie" => "Set-Cookie", b"keep-alive" => "Keep-Alive"],
-        11 => [b"retry-after" => "Retry-After"],
-        12 => [b"content-type" => "Content-Type", b"x-request-id" => "X-Request-ID"],
-        13 => [b"cache-control" => "Cache-Control", b"last-modified" => "Last-Modified", b"accept-ranges" => "Accept-Ranges", b"authorization" => "Authorization", b"content-range" => "Content-Range", b"if-none-match" => "If-None-Match"],
-        14 => [b"content-length" => "Content-Length", b"accept-charset" => "Accept-Charset"],
-        15 => [b"accept-encoding" => "Accept-Encoding", b"accept-language" => "Accept-Language", b"x-forwarded-for" => "X-Forwarded-For"],
-        16 => [b"content-encoding" => "Content-Encoding", b"content-language" => "Content-Language", b"content-location" => "Content-Location", b"proxy-connection" => "Proxy-Connection", b"www-authenticate" => "WWW-Authenticate", b"x-forwarded-host" => "X-Forwarded-Host"],
-        17 => [b"transfer-encoding" => "Transfer-Encoding", b"if-modified-since" => "If-Modified-Since", b"x-forwarded-proto" => "X-Forwarded-Proto"],
-        18 => [b"proxy-authenticate" => "Proxy-Authenticate"],
-        19 => [b"content-disposition" => "Content-Disposition", b"if-unmodified-since" => "If-Unmodified-Since", b"proxy-authorization" => "Proxy-Authorization"],
-        22 => [b"access-control-max-age" => "Access-Control-Max-Age"],
-        23 => [b"content-security-policy" => "Content-Security-Policy"],
-        25 => [b"strict-transport-security" => "Strict-Transport-Security"],
-        27 => [b"access-control-allow-origin" => "Access-Control-Allow-Origin"],
-        28 => [b"access-control-allow-headers" => "Access-Control-Allow-Headers", b"access-control-allow-methods" => "Access-Control-Allow-Methods"],
-        29 => [b"access-control-expose-headers" => "Access-Control-Expose-Headers"],
-        32 => [b"access-control-allow-credentials" => "Access-Control-Allow-Credentials"],
+        2 => [b"te" => Some("TE"), TE],
+        3 => [b"via" => Some("Via"); b"age" => Some("Age")],
+        4 => [b"host" => Some("Host"), HOST; b"date" => Some("Date"), DATE; b"etag" => Some("ETag"); b"vary" => Some("Vary"); b"from" => Some("From"); b"link" => Some("Link")],
+        5 => [b"allow" => Some("Allow"); b"range" => Some("Range")],
+        6 => [b"accept" => Some("Accept"); b"server" => Some("Server"); b"cookie" => Some("Cookie"); b"expect" => Some("Expect"), EXPECT; b"origin" => Some("Origin"); b"pragma" => Some("Pragma")],
+        7 => [b"expires" => Some("Expires"); b"referer" => Some("Referer"); b"upgrade" => Some("Upgrade"), UPGRADE; b"alt-svc" => Some("Alt-Svc"); b"trailer" => Some("Trailer"), TRAILER],
+        8 => [b"location" => Some("Location"); b"if-match" => Some("If-Match"); b"if-range" => Some("If-Range")],
+        9 => [b"forwarded" => Some("Forwarded"); b"x-real-ip" => Some("X-Real-IP")],
+        10 => [b"user-agent" => Some("User-Agent"); b"connection" => Some("Connection"), CONNECTION; b"set-cookie" => Some("Set-Cookie"); b"keep-alive" => Some("Keep-Alive"), KEEP_ALIVE],
+        11 => [b"retry-after" => Some("Retry-After")],
+        12 => [b"content-type" => Some("Content-Type"); b"x-request-id" => Some("X-Request-ID")],
+        13 => [b"cache-control" => Some("Cache-Control"); b"last-modified" => Some("Last-Modified"); b"accept-ranges" => Some("Accept-Ranges"); b"authorization" => Some("Authorization"); b"content-range" => Some("Content-Range"); b"if-none-match" => Some("If-None-Match")],
+        14 => [b"content-length" => Some("Content-Length"), CONTENT_LENGTH; b"accept-charset" => Some("Accept-Charset")],
+        15 => [b"accept-encoding" => Some("Accept-Encoding"); b"accept-language" => Some("Accept-Language"); b"x-forwarded-for" => Some("X-Forwarded-For")],
+        16 => [b"content-encoding" => Some("Content-Encoding"); b"content-language" => Some("Content-Language"); b"content-location" => Some("Content-Location"); b"proxy-connection" => Some("Proxy-Connection"), PROXY_CONNECTION; b"www-authenticate" => Some("WWW-Authenticate"); b"x-forwarded-host" => Some("X-Forwarded-Host")],
+        17 => [b"transfer-encoding" => Some("Transfer-Encoding"), TRANSFER_ENCODING; b"if-modified-since" => Some("If-Modified-Since"); b"x-forwarded-proto" => Some("X-Forwarded-Proto"); b"sec-websocket-key" => None, SEC_WEBSOCKET_KEY],
+        18 => [b"proxy-authenticate" => Some("Proxy-Authenticate")],
+        19 => [b"content-disposition" => Some("Content-Disposition"); b"if-unmodified-since" => Some("If-Unmodified-Since"); b"proxy-authorization" => Some("Proxy-Authorization")],
+        22 => [b"access-control-max-age" => Some("Access-Control-Max-Age")],
+        23 => [b"content-security-policy" => Some("Content-Security-Policy")],
+        25 => [b"strict-transport-security" => Some("Strict-Transport-Security")],
+        27 => [b"access-control-allow-origin" => Some("Access-Control-Allow-Origin")],
+        28 => [b"access-control-allow-headers" => Some("Access-Control-Allow-Headers"); b"access-control-allow-methods" => Some("Access-Control-Allow-Methods")],
+        29 => [b"access-control-expose-headers" => Some("Access-Control-Expose-Headers")],
+        32 => [b"access-control-allow-credentials" => Some("Access-Control-Allow-Credentials")],
     }
 }
 
@@ -378,6 +402,14 @@ mod tests {
         for (lower, titled) in pairs {
             let name = HeaderName::from_static(lower);
             assert_eq!(titled_header_name_str(&name), Some(titled));
+        }
+        // one lookup gives both: the bits must be those of `known::bit`
+        let known_only = ["sec-websocket-key", "x-custom", "hosts"];
+        for lower in pairs.iter().map(|(lower, _)| *lower).chain(known_only) {
+            let name = HeaderName::from_static(lower);
+            let (case, bit) = titled_and_bit(&name);
+            assert_eq!(bit, crate::known::bit(&name), "{lower}");
+            assert_eq!(case, titled_header_name(&name), "{lower}");
         }
         for other in ["x-custom", "hosts", "hos", "a", "content-lengtx"] {
             assert_eq!(

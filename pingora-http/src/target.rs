@@ -69,17 +69,18 @@ pub(crate) fn parse(target: &[u8]) -> Result<(Uri, RawTarget)> {
 /// [`parse`] for a target that is a slice of a received head: the usual origin-form target
 /// becomes the URI's path-and-query without a copy (it shares the head's buffer, as the
 /// header values do). Every other target takes [`parse`]; the result is the same either way.
+///
+/// The path-and-query parser is given the target as is: it ends the target at the first `#`
+/// and accepts valid UTF-8 beyond ASCII exactly as [`parse`] does, so neither needs a scan
+/// beforehand. What it refuses (bytes that are not UTF-8, invalid targets) goes to [`parse`],
+/// which percent-encodes the former and reports the latter.
 pub(crate) fn parse_shared(target: &Bytes) -> Result<(Uri, RawTarget)> {
-    let origin =
-        matches!(target.first(), Some(b'/' | b'?')) && target.is_ascii() && !target.contains(&b'#');
-    if !origin {
-        return parse(target);
+    if matches!(target.first(), Some(b'/' | b'?')) {
+        if let Ok(path_and_query) = PathAndQuery::from_maybe_shared(target.clone()) {
+            return Ok((Uri::from(path_and_query), RawTarget::FromUri));
+        }
     }
-    let path_and_query = PathAndQuery::from_maybe_shared(target.clone())
-        .or_err_with(InvalidHTTPHeader, || {
-            format!("invalid request target {}", String::from_utf8_lossy(target))
-        })?;
-    Ok((Uri::from(path_and_query), RawTarget::FromUri))
+    parse(target)
 }
 
 fn parse_str(text: &str, raw: &[u8]) -> Result<(Uri, RawTarget)> {
@@ -172,7 +173,15 @@ mod tests {
     /// The copy-free path gives what [`parse`] gives, for every kind of target.
     #[test]
     fn shared_targets_parse_the_same() {
-        let targets: [&[u8]; 19] = [
+        let targets: [&[u8]; 27] = [
+            b"/caf\xc3\xa9?q=\xc3\xa9",
+            b"/caf\xc3\xa9#x",
+            b"?#",
+            b"/#",
+            b"/a?b#c",
+            b"/a?b#c#d",
+            b"/a#\xFF",
+            b"/\xc3",
             b"/",
             b"/a/b?c=d",
             b"*",

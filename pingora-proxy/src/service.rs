@@ -176,14 +176,12 @@ where
             let closing = *shutdown.borrow();
             // The request's flow is a large future: boxed, it is only allocated while a request
             // is served, so a waiting connection holds just the small read state.
-            // Allocated first and filled in place: `Box::pin(future)` would build the whole
-            // (mostly not yet used) state on the stack and copy it over, once per request.
-            // (A helper function doing this brings the copy back.)
-            let mut flow = Box::new_uninit();
-            flow.write(self.serve_request(downstream, closing));
-            // SAFETY: `write` just initialized the box's contents.
-            let flow = unsafe { flow.assume_init() };
-            Box::into_pin(flow).await
+            // The block is taken first (from the thread's spares, see `flow_box`) and filled
+            // in place: `Box::pin(future)` would build the whole (mostly not yet used) state
+            // on the stack and copy it over, once per request.
+            flow_box::FlowBox::new_uninit()
+                .write(self.serve_request(downstream, closing))
+                .await
         })
     }
 
@@ -195,6 +193,210 @@ where
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
         self.server_options.as_ref()
+    }
+}
+
+/// Heap blocks of the per-request flow future, kept for the next requests of the thread.
+///
+/// The flow future is a few KiB: above the allocator's small-object size, where an allocation
+/// takes its slow path (a page-queue search, and an over-allocation to meet the alignment when
+/// the size is not a power of two) at several hundred instructions for the pair. Every request
+/// needs exactly one such block, so each thread keeps up to [`SPARES`](flow_box::SPARES)
+/// freed ones (the most recently used first, still in cache) for the next flows: memory stays
+/// bounded, and blocks of another size are simply allocated and freed as usual.
+mod flow_box {
+    use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+    use std::cell::{Cell, UnsafeCell};
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::ptr::NonNull;
+    use std::task::{Context, Poll};
+
+    /// How many free blocks a thread keeps: about the number of requests one thread has in
+    /// flight at once under load (a block is a few KiB).
+    pub(super) const SPARES: usize = 16;
+
+    /// The thread's free blocks, all of `layout`; freed when the thread ends.
+    struct Spares {
+        layout: Cell<Option<Layout>>,
+        len: Cell<usize>,
+        blocks: UnsafeCell<[*mut u8; SPARES]>,
+    }
+
+    impl Spares {
+        /// A free block of `layout`, if one is kept.
+        fn take(&self, layout: Layout) -> Option<NonNull<u8>> {
+            let len = self.len.get();
+            if len == 0 || self.layout.get() != Some(layout) {
+                return None;
+            }
+            self.len.set(len - 1);
+            // SAFETY: only this thread reaches `blocks`, and no reference to it outlives this
+            // call; entries below `len` are blocks owned by the stack.
+            NonNull::new(unsafe { (*self.blocks.get())[len - 1] })
+        }
+
+        /// Keep `block` of `layout`, or hand it back when there is no room for it.
+        fn put(&self, block: NonNull<u8>, layout: Layout) -> Result<(), NonNull<u8>> {
+            let len = self.len.get();
+            if len == 0 {
+                // Empty: the stack takes whatever size comes (one flow type in practice).
+                self.layout.set(Some(layout));
+            } else if len == SPARES || self.layout.get() != Some(layout) {
+                return Err(block);
+            }
+            // SAFETY: as in `take`; `len < SPARES` here.
+            unsafe { (*self.blocks.get())[len] = block.as_ptr() };
+            self.len.set(len + 1);
+            Ok(())
+        }
+    }
+
+    impl Drop for Spares {
+        fn drop(&mut self) {
+            let Some(layout) = self.layout.get() else {
+                return;
+            };
+            for &block in &self.blocks.get_mut()[..self.len.get()] {
+                // SAFETY: every kept block was allocated with `layout` and is owned here.
+                unsafe { dealloc(block, layout) }
+            }
+        }
+    }
+
+    thread_local! {
+        static SPARE: Spares = const {
+            Spares {
+                layout: Cell::new(None),
+                len: Cell::new(0),
+                blocks: UnsafeCell::new([std::ptr::null_mut(); SPARES]),
+            }
+        };
+    }
+
+    /// A block of the right size for an `F`, not yet holding one.
+    pub(super) struct FlowBox<F> {
+        ptr: NonNull<F>,
+    }
+
+    /// A pinned `F` in its block; the block goes back to the thread's spares when dropped.
+    pub(super) struct Flow<F> {
+        ptr: NonNull<F>,
+    }
+
+    // SAFETY: `Flow` owns its `F` exclusively, like a `Box<F>`.
+    unsafe impl<F: Send> Send for Flow<F> {}
+    // SAFETY: as above; `&Flow` gives no access to the `F`.
+    unsafe impl<F: Sync> Sync for Flow<F> {}
+
+    impl<F> FlowBox<F> {
+        /// Take the thread's spare block when it fits an `F`, else allocate one.
+        pub(super) fn new_uninit() -> Self {
+            let layout = Layout::new::<F>();
+            if layout.size() == 0 {
+                return FlowBox {
+                    ptr: NonNull::dangling(),
+                };
+            }
+            let spare = SPARE.try_with(|s| s.take(layout)).ok().flatten();
+            let ptr = spare.unwrap_or_else(|| {
+                // SAFETY: the layout's size is not zero.
+                let raw = unsafe { alloc(layout) };
+                NonNull::new(raw).unwrap_or_else(|| handle_alloc_error(layout))
+            });
+            FlowBox { ptr: ptr.cast() }
+        }
+
+        /// Move `value` into the block. Inlined so that the value is built in place instead
+        /// of on the stack and copied (the flow is large).
+        #[inline(always)]
+        pub(super) fn write(self, value: F) -> Flow<F> {
+            // SAFETY: the block is valid for writes of an `F` and holds nothing yet.
+            unsafe { self.ptr.as_ptr().write(value) };
+            Flow { ptr: self.ptr }
+        }
+    }
+
+    impl<F: Future> Future for Flow<F> {
+        type Output = F::Output;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            // SAFETY: the `F` never moves out of its block until it is dropped in place.
+            let fut = unsafe { Pin::new_unchecked(&mut *self.ptr.as_ptr()) };
+            fut.poll(cx)
+        }
+    }
+
+    impl<F> Drop for Flow<F> {
+        fn drop(&mut self) {
+            // SAFETY: the block holds an initialized `F`, dropped exactly once here.
+            unsafe { std::ptr::drop_in_place(self.ptr.as_ptr()) };
+            let layout = Layout::new::<F>();
+            if layout.size() == 0 {
+                return;
+            }
+            let block = self.ptr.cast::<u8>();
+            let kept = SPARE
+                .try_with(|s| s.put(block, layout))
+                .unwrap_or(Err(block));
+            if let Err(block) = kept {
+                // SAFETY: allocated with this layout, and not kept by the spares.
+                unsafe { dealloc(block.as_ptr(), layout) }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        struct CountDrop(Arc<AtomicUsize>, [u64; 300]);
+        impl Drop for CountDrop {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
+        #[tokio::test(flavor = "current_thread")]
+        async fn blocks_are_reused_and_values_dropped() {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let make = |d: &Arc<AtomicUsize>| {
+                let guard = CountDrop(d.clone(), [7; 300]);
+                async move { guard.1.iter().sum::<u64>() }
+            };
+            let a = FlowBox::new_uninit().write(make(&drops));
+            let first = a.ptr.cast::<u8>();
+            assert_eq!(a.await, 2100);
+            assert_eq!(drops.load(Ordering::SeqCst), 1);
+            // the freed block is the next one handed out
+            let b = FlowBox::new_uninit().write(make(&drops));
+            assert_eq!(b.ptr.cast::<u8>(), first);
+            // a second flow alive at the same time gets a block of its own
+            let c = FlowBox::new_uninit().write(make(&drops));
+            let second = c.ptr.cast::<u8>();
+            assert_ne!(second, first);
+            // dropped without being polled: the value is still dropped
+            drop(b);
+            drop(c);
+            assert_eq!(drops.load(Ordering::SeqCst), 3);
+            // both blocks were kept, the last freed handed out first
+            let d = FlowBox::new_uninit().write(make(&drops));
+            let e = FlowBox::new_uninit().write(make(&drops));
+            assert_eq!((d.ptr.cast::<u8>(), e.ptr.cast::<u8>()), (second, first));
+            drop((d, e));
+            // no more than `SPARES` are kept
+            let many: Vec<_> = (0..SPARES + 4)
+                .map(|_| FlowBox::new_uninit().write(make(&drops)))
+                .collect();
+            drop(many);
+            assert_eq!(SPARE.with(|s| s.len.get()), SPARES);
+            // a block of another layout is not handed out for this one
+            let other = FlowBox::new_uninit().write(async { 1u8 });
+            assert_ne!(other.ptr.cast::<u8>(), first);
+            assert_eq!(other.await, 1);
+        }
     }
 }
 

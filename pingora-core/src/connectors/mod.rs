@@ -15,7 +15,7 @@ pub(crate) mod tls;
 
 pub use l4::Connect as L4Connect;
 
-use crate::protocols::{Stream, ALPN};
+use crate::protocols::{Digest, Stream, ALPN};
 use crate::server::configuration::ServerConf;
 use crate::upstreams::peer::Peer;
 use log::{debug, warn};
@@ -189,15 +189,18 @@ impl TransportConnector {
     /// Take a pooled connection to `peer` that is still healthy, if any.
     /// Pooled connections found closed or talking are dropped on the way.
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
-        self.reused_stream_keyed(peer, peer.reuse_hash()).await
+        self.reused_stream_keyed(peer, peer.reuse_hash())
+            .await
+            .map(|(stream, _)| stream)
     }
 
-    /// [`Self::reused_stream`] with `peer`'s reuse hash already computed.
+    /// [`Self::reused_stream`] with `peer`'s reuse hash already computed, and the digest of
+    /// the connection when its last session left one with it.
     pub(crate) async fn reused_stream_keyed<P: Peer + Send + Sync>(
         &self,
         peer: &P,
         key: u64,
-    ) -> Option<Stream> {
+    ) -> Option<(Stream, Option<Box<Digest>>)> {
         // A custom L4 connector decides itself where it connects, so the
         // socket's remote address need not be the peer's.
         let custom_l4 = peer
@@ -209,9 +212,9 @@ impl TransportConnector {
                 warn!("pooled stream for {peer} is connected elsewhere, dropping it");
                 continue;
             }
-            if let Some(stream) = idle.into_reusable() {
+            if let Some(reused) = idle.into_reusable_with_digest() {
                 debug!("reusing connection to {peer}");
-                return Some(stream);
+                return Some(reused);
             }
         }
         None
@@ -226,6 +229,18 @@ impl TransportConnector {
     /// data, and the connector's sweeper closes such streams within about a
     /// second.
     pub fn release_stream(&self, stream: Stream, key: u64, idle_timeout: Option<Duration>) {
+        self.release_stream_with_digest(stream, None, key, idle_timeout)
+    }
+
+    /// [`Self::release_stream`], keeping `digest` (the facts of this connection a session
+    /// gathered) for the next session on it.
+    pub(crate) fn release_stream_with_digest(
+        &self,
+        stream: Stream,
+        digest: Option<Box<Digest>>,
+        key: u64,
+        idle_timeout: Option<Duration>,
+    ) {
         // Pooled without a look at the socket: the checkout (which knows how long the stream
         // idled) and the sweeper check it, so a look now would only repeat theirs.
         // The runtime (a thread-local lookup, a reference counted up and down) is only needed
@@ -242,8 +257,10 @@ impl TransportConnector {
             }
         };
         let meta = ConnectionMeta::new(key, stream.id());
-        self.connection_pool
-            .put_unwatched(&meta, IdleStream::new(stream, idle_timeout));
+        self.connection_pool.put_unwatched(
+            &meta,
+            IdleStream::new(stream, idle_timeout).with_digest(digest),
+        );
         let rt = match rt {
             Some(rt) => Some(rt),
             // the sweeper may have stopped (finding the pool empty) just before the put
@@ -261,23 +278,26 @@ impl TransportConnector {
         &self,
         peer: &P,
     ) -> Result<(Stream, bool)> {
-        self.get_stream_with_key(peer, peer.reuse_hash()).await
+        self.get_stream_with_key(peer, peer.reuse_hash())
+            .await
+            .map(|(stream, reused, _)| (stream, reused))
     }
 
     /// [`Self::get_stream`] with `peer`'s reuse hash `key` already computed: hashed once for
-    /// the pool lookup, the ALPN preference, the offload runtime pick and the release.
+    /// the pool lookup, the ALPN preference, the offload runtime pick and the release. A
+    /// reused stream comes with the digest its last session left with it, if any.
     pub(crate) async fn get_stream_with_key<P: Peer + Send + Sync + 'static>(
         &self,
         peer: &P,
         key: u64,
-    ) -> Result<(Stream, bool)> {
-        if let Some(stream) = self.reused_stream_keyed(peer, key).await {
+    ) -> Result<(Stream, bool, Option<Box<Digest>>)> {
+        if let Some((stream, digest)) = self.reused_stream_keyed(peer, key).await {
             count_connection(true);
-            return Ok((stream, true));
+            return Ok((stream, true, digest));
         }
         let stream = self.new_stream_keyed(peer, key).await?;
         count_connection(false);
-        Ok((stream, false))
+        Ok((stream, false, None))
     }
 
     /// Offer only HTTP/1.1 through ALPN to `peer` from now on (e.g. after it

@@ -1,7 +1,7 @@
 //! Keeping released streams healthy while pooled, and vetting them before
 //! reuse.
 
-use crate::protocols::Stream;
+use crate::protocols::{Digest, Stream};
 use futures::FutureExt;
 use log::debug;
 use pingora_pool::ConnectionPool;
@@ -56,11 +56,14 @@ pub(crate) fn count_connection(reused: bool) {
 /// A pooled stream with the time it was released and how long it may idle.
 ///
 /// Nothing watches it while pooled: a checkout vets it (see
-/// [`IdleStream::into_reusable`]) and the connector's sweeper periodically
+/// [`IdleStream::into_reusable_with_digest`]) and the connector's sweeper periodically
 /// drops pooled streams that expired or were closed by the upstream.
 #[derive(Debug)]
 pub(crate) struct IdleStream {
     stream: Stream,
+    /// The facts of the connection a client session gathered, kept with it so the next
+    /// session on the same connection does not gather them again.
+    digest: Option<Box<Digest>>,
     since: Instant,
     idle_timeout: Option<Duration>,
 }
@@ -69,9 +72,16 @@ impl IdleStream {
     pub fn new(stream: Stream, idle_timeout: Option<Duration>) -> Self {
         IdleStream {
             stream,
+            digest: None,
             since: Instant::now(),
             idle_timeout,
         }
+    }
+
+    /// Keep `digest` (describing this very connection) with the stream.
+    pub fn with_digest(mut self, digest: Option<Box<Digest>>) -> Self {
+        self.digest = digest;
+        self
     }
 
     /// Whether the stream stayed pooled longer than its idle timeout.
@@ -88,7 +98,13 @@ impl IdleStream {
     /// The stream, if it has not expired and looks healthy. A stream idle
     /// for less than [`PROBE_AFTER_IDLE`] is only checked for data or a close
     /// the runtime already knows of, without a syscall.
-    pub fn into_reusable(mut self) -> Option<Stream> {
+    #[cfg(test)]
+    pub fn into_reusable(self) -> Option<Stream> {
+        self.into_reusable_with_digest().map(|(stream, _)| stream)
+    }
+
+    /// [`Self::into_reusable`], with the digest kept alongside (if any).
+    pub fn into_reusable_with_digest(mut self) -> Option<(Stream, Option<Box<Digest>>)> {
         let idle = self.since.elapsed();
         if self.expired(idle) {
             debug!("pooled stream idled past its timeout, discarding it");
@@ -99,7 +115,7 @@ impl IdleStream {
         } else {
             test_buffered(&mut self.stream)
         };
-        healthy.then_some(self.stream)
+        healthy.then_some((self.stream, self.digest))
     }
 
     /// The stream as it is, without any check.

@@ -47,10 +47,11 @@ impl Connector {
         if !h2_wanted {
             // The session is made in its final place, not moved out of a nested future.
             let key = peer.reuse_hash();
-            let (stream, reused) = self.h1.transport().get_stream_with_key(peer, key).await?;
+            let (stream, reused, digest) =
+                self.h1.transport().get_stream_with_key(peer, key).await?;
             return Ok((
                 HttpSession::H1(crate::protocols::http::v1::client::HttpSession::new_keyed(
-                    stream, key,
+                    stream, key, digest,
                 )),
                 reused,
             ));

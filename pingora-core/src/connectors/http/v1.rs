@@ -31,8 +31,8 @@ impl Connector {
         peer: &P,
     ) -> Result<(HttpSession, bool)> {
         let key = peer.reuse_hash();
-        let (stream, reused) = self.transport.get_stream_with_key(peer, key).await?;
-        Ok((HttpSession::new_keyed(stream, key), reused))
+        let (stream, reused, digest) = self.transport.get_stream_with_key(peer, key).await?;
+        Ok((HttpSession::new_keyed(stream, key, digest), reused))
     }
 
     /// A session over a healthy pooled connection to `peer`, if any.
@@ -44,7 +44,7 @@ impl Connector {
         self.transport
             .reused_stream_keyed(peer, key)
             .await
-            .map(|stream| HttpSession::new_keyed(stream, key))
+            .map(|(stream, digest)| HttpSession::new_keyed(stream, key, digest))
     }
 
     /// Return a finished session: its connection is pooled under `peer`'s
@@ -73,10 +73,11 @@ impl Connector {
         idle_timeout: Option<Duration>,
     ) -> Option<HttpSession> {
         let key = session.pool_key();
-        match session.reuse_now() {
-            Ok(stream) => {
+        match session.reuse_now_with_digest() {
+            Ok((stream, digest)) => {
                 let key = key.unwrap_or_else(|| peer.reuse_hash());
-                self.transport.release_stream(stream, key, idle_timeout);
+                self.transport
+                    .release_stream_with_digest(stream, Some(digest), key, idle_timeout);
                 None
             }
             Err(session) => Some(*session),

@@ -166,7 +166,7 @@ impl HttpModules {
             .clone();
         HttpModuleCtx {
             module_ctx,
-            module_index,
+            module_index: Some(module_index),
         }
     }
 }
@@ -174,7 +174,9 @@ impl HttpModules {
 /// The module instances of one request, run in order at each phase.
 pub struct HttpModuleCtx {
     module_ctx: Vec<Module>,
-    module_index: Arc<HashMap<TypeId, usize>>,
+    /// `None` without modules: every request makes a context, and an empty one should cost
+    /// no allocation (nor reference counting).
+    module_index: Option<Arc<HashMap<TypeId, usize>>>,
 }
 
 impl Default for HttpModuleCtx {
@@ -188,7 +190,7 @@ impl HttpModuleCtx {
     pub fn empty() -> Self {
         HttpModuleCtx {
             module_ctx: Vec::new(),
-            module_index: Arc::new(HashMap::new()),
+            module_index: None,
         }
     }
 
@@ -199,13 +201,13 @@ impl HttpModuleCtx {
 
     /// This request's instance of module type `T`, if it was added.
     pub fn get<T: 'static>(&self) -> Option<&T> {
-        let i = *self.module_index.get(&TypeId::of::<T>())?;
+        let i = *self.module_index.as_ref()?.get(&TypeId::of::<T>())?;
         self.module_ctx.get(i)?.as_any().downcast_ref::<T>()
     }
 
     /// This request's instance of module type `T`, mutably, if it was added.
     pub fn get_mut<T: 'static>(&mut self) -> Option<&mut T> {
-        let i = *self.module_index.get(&TypeId::of::<T>())?;
+        let i = *self.module_index.as_ref()?.get(&TypeId::of::<T>())?;
         self.module_ctx.get_mut(i)?.as_any_mut().downcast_mut::<T>()
     }
 

@@ -104,6 +104,27 @@ fn reuse_hash_separates_connection_shapes() {
     let mut p = base.clone();
     p.options.dscp = Some(10);
     variants.push(p);
+    // the options packed into one word: each one, and a set value equal to the default
+    let mut p = base.clone();
+    p.options.dscp = Some(0);
+    variants.push(p);
+    let mut p = base.clone();
+    p.options.tcp_fast_open = true;
+    variants.push(p);
+    let mut p = base.clone();
+    p.options.second_keyshare = !p.options.second_keyshare;
+    variants.push(p);
+    let mut p = base.clone();
+    p.options.tcp_recv_buf = Some(0);
+    variants.push(p);
+    let mut p = base.clone();
+    p.options.curves = Some("X25519");
+    variants.push(p);
+    let mut p = base.clone();
+    p.options
+        .extra_proxy_headers
+        .insert("x-a".into(), b"1".to_vec());
+    variants.push(p);
 
     for (i, v) in variants.iter().enumerate() {
         assert_ne!(
@@ -111,6 +132,12 @@ fn reuse_hash_separates_connection_shapes() {
             v.reuse_hash(),
             "variant {i} shares base's pool"
         );
+    }
+    // and no two variants share one either
+    for (i, a) in variants.iter().enumerate() {
+        for b in &variants[i + 1..] {
+            assert_ne!(a.reuse_hash(), b.reuse_hash(), "variant {i} shares a pool");
+        }
     }
 
     // timeouts do not change the connection

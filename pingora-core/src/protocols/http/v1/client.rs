@@ -52,6 +52,10 @@ impl HttpSession {
     /// A session over an established (new or pooled) connection.
     pub fn new(stream: Stream) -> Self {
         let digest = stream_digest(&stream);
+        Self::with_digest(stream, digest)
+    }
+
+    fn with_digest(stream: Stream, digest: Box<Digest>) -> Self {
         HttpSession {
             underlying_stream: stream,
             buf: BytesMut::new(),
@@ -73,9 +77,11 @@ impl HttpSession {
     }
 
     /// A session over a connection obtained from a connector for peers whose reuse hash is
-    /// `key`.
-    pub(crate) fn new_keyed(stream: Stream, key: u64) -> Self {
-        let mut session = Self::new(stream);
+    /// `key`, with the digest an earlier session on the same connection gathered (a digest
+    /// describes the connection, so it is gathered once per connection, not per request).
+    pub(crate) fn new_keyed(stream: Stream, key: u64, digest: Option<Box<Digest>>) -> Self {
+        let digest = digest.unwrap_or_else(|| stream_digest(&stream));
+        let mut session = Self::with_digest(stream, digest);
         session.pool_key = Some(key);
         session
     }
@@ -529,10 +535,17 @@ impl HttpSession {
 
     /// [`Self::respect_keepalive`] then [`Self::reuse`] without waiting: the connection when
     /// it is reusable, else the session back (to be shut down or dropped by the caller).
-    pub fn reuse_now(mut self) -> std::result::Result<Stream, Box<Self>> {
+    pub fn reuse_now(self) -> std::result::Result<Stream, Box<Self>> {
+        self.reuse_now_with_digest().map(|(stream, _)| stream)
+    }
+
+    /// [`Self::reuse_now`], with the connection's digest for the next session on it.
+    pub(crate) fn reuse_now_with_digest(
+        mut self,
+    ) -> std::result::Result<(Stream, Box<Digest>), Box<Self>> {
         self.respect_keepalive();
         if self.is_reusable() {
-            Ok(self.underlying_stream)
+            Ok((self.underlying_stream, self.digest))
         } else {
             // boxed: the rare way, and it keeps the usual answer small
             Err(Box::new(self))

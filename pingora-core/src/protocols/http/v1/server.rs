@@ -30,9 +30,14 @@ use tokio::time::Instant;
 /// Size of the stack buffer the first bytes of a request are read into.
 const FIRST_READ_SIZE: usize = 2048;
 
+/// Room left behind the bytes of a first read for the response head, which is written there
+/// (a typical proxied head; a larger one gets a buffer of its own).
+const RESPONSE_HEAD_ROOM: usize = 512;
+
 /// One poll of the first read of a session: the bytes land in a buffer on the
-/// stack and are copied into `buf`, which is allocated at their size. A
-/// pending read fills nothing (the `AsyncRead` contract), so nothing is lost.
+/// stack and are copied into `buf`, which is allocated at their size (plus
+/// [`RESPONSE_HEAD_ROOM`]). A pending read fills nothing (the `AsyncRead`
+/// contract), so nothing is lost.
 /// Also used by the apps' wait for the next request on an idle connection
 /// (see [`HttpSession::preload`]).
 pub(crate) fn read_first(
@@ -47,6 +52,12 @@ pub(crate) fn read_first(
     match std::pin::Pin::new(stream).poll_read(cx, &mut read_buf) {
         std::task::Poll::Ready(Ok(())) => {
             let filled = read_buf.filled();
+            if buf.capacity() == 0 && !filled.is_empty() {
+                // One allocation for the request and, behind it, the response head (see
+                // `head_room`): both are needed for as long as the exchange lasts.
+                // (made afresh: `reserve` on an empty buffer takes a much longer way)
+                *buf = BytesMut::with_capacity(filled.len() + RESPONSE_HEAD_ROOM);
+            }
             buf.extend_from_slice(filled);
             std::task::Poll::Ready(Ok(filled.len()))
         }

@@ -285,6 +285,28 @@ async fn echo_path_server(stream: Stream, max: usize) -> usize {
     served
 }
 
+/// The response head of a bodiless request is written into the spare end of the buffer the
+/// request was read into, and still goes out whole.
+#[tokio::test]
+async fn response_head_uses_the_request_buffer() {
+    let (mut s, mut c) = session_pair();
+    c.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    s.read_request().await.unwrap().expect("request");
+    let head = s.get_headers_raw_bytes();
+    // held back for the body
+    s.write_response_header(ok_response(2)).await.unwrap();
+    assert_eq!(s.pending_head.as_ptr(), head[head.len()..].as_ptr());
+    s.write_body(b"hi").await.unwrap();
+    s.finish_body().await.unwrap();
+    drop(s);
+    let out = read_all(c).await;
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\nhi"), "{out}");
+    assert!(out.contains("Connection: keep-alive\r\n"), "{out}");
+}
+
 #[tokio::test]
 async fn pipelined_requests_answered_in_order() {
     let (server, mut c) = tokio::io::duplex(1 << 16);

@@ -15,7 +15,10 @@ use bytes::{Bytes, BytesMut};
 use chunked::{ChunkDecoder, Decoded};
 use http::HeaderMap;
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 /// The most read from the connection at a time: a 64 KiB body the peer sent at once comes in
 /// one read (and goes out in one write), rather than in four reads and four writes.
@@ -162,13 +165,30 @@ impl BodyReader {
         &mut self,
         stream: &mut S,
     ) -> Result<usize> {
-        // Usually nothing comes (this watches for the peer going away), at most the start of a
-        // pipelined message: a small buffer, grown by the next call when it fills up.
-        self.buf.reserve(AFTER_BODY_READ_SIZE);
-        stream
-            .read_buf(&mut self.buf)
-            .await
-            .or_err(ReadError, "while reading past the body")
+        if self.buf.capacity() - self.buf.len() >= AFTER_BODY_READ_SIZE {
+            return stream
+                .read_buf(&mut self.buf)
+                .await
+                .or_err(ReadError, "while reading past the body");
+        }
+        // Usually nothing comes (this watches for the peer going away while, e.g., the
+        // upstream is asked), at most the start of a pipelined message. So the read goes to
+        // a buffer on the stack of each poll and what came is appended: the usual answer,
+        // "nothing yet", costs no heap buffer (each request would otherwise allocate one).
+        std::future::poll_fn(|cx| {
+            let mut room = [MaybeUninit::<u8>::uninit(); AFTER_BODY_READ_SIZE];
+            let mut read = ReadBuf::uninit(&mut room);
+            match Pin::new(&mut *stream).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => {
+                    self.buf.extend_from_slice(read.filled());
+                    Poll::Ready(Ok(read.filled().len()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+        .or_err(ReadError, "while reading past the body")
     }
 
     /// Room for the next read: [`BODY_READ_SIZE`], or for a Content-Length body what is left
@@ -381,6 +401,34 @@ mod tests {
         r.init_chunked(BytesMut::new());
         let e = read_all(&mut r, &mut s).await.unwrap_err();
         assert_eq!(e.etype(), &ConnectionClosed);
+    }
+
+    #[tokio::test]
+    async fn reads_after_the_body_keep_what_comes_and_see_the_close() {
+        use futures::FutureExt;
+        use tokio::io::AsyncWriteExt;
+
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        let mut r = BodyReader::new();
+        r.init_content_length(0, BytesMut::from(&b"GE"[..]));
+        // nothing yet: waiting for it holds no buffer beyond what came with the head
+        let cap = r.buf.capacity();
+        assert!(r.read_after_body(&mut server).now_or_never().is_none());
+        assert_eq!(r.buf.capacity(), cap);
+
+        // a pipelined request, in pieces larger than one read, is kept whole and in order
+        let mut next = b"T / HTTP/1.1\r\nX: ".to_vec();
+        next.extend(std::iter::repeat_n(b'a', 3000));
+        client.write_all(&next).await.unwrap();
+        let mut got = 0;
+        while got < next.len() {
+            got += r.read_after_body(&mut server).await.unwrap();
+        }
+        assert_eq!(r.leftover_len(), 2 + next.len());
+        assert_eq!(&r.take_leftover()[..5], b"GET /");
+
+        drop(client);
+        assert_eq!(r.read_after_body(&mut server).await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -149,6 +149,7 @@ impl HttpSession {
             resp.insert_header(header::CONNECTION, http::HeaderValue::from_static(value))?;
         }
         self.pending_head.clear();
+        self.head_room();
         head::write_response_head(&resp, &mut self.pending_head);
         let hold = self.body_writer.need_init()
             || (!self.body_writer.finished()
@@ -159,6 +160,16 @@ impl HttpSession {
             self.send_now(true).await?;
         }
         Ok(())
+    }
+
+    /// Give the response head, when it has no buffer yet, the spare end of the buffer the
+    /// request head was read into: one allocation less per request. Once the head is parsed
+    /// that part holds nothing (what followed the head went to the body reader), and it never
+    /// overlaps the request's bytes.
+    fn head_room(&mut self) {
+        if self.pending_head.capacity() == 0 && self.buf.is_empty() {
+            self.pending_head = std::mem::take(&mut self.buf);
+        }
     }
 
     /// Same as [`Self::write_response_header`], cloning `resp`.
