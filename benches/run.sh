@@ -5,9 +5,12 @@
 #   DURATION=5 ROUNDS=1 IDLE_CONNS=2000 benches/run.sh   # a quick look
 #   WORKLOADS=small,large PROXIES=ours,nginx benches/run.sh
 #   REPEAT=3 benches/run.sh                     # 3 consecutive full runs + how often each target held
+#   PGO=0 benches/run.sh                        # our plain release build instead of the PGO one
+#   PROXIES=ours,ours-plain,nginx,haproxy benches/run.sh   # both of our builds side by side
 #
 # Installs nginx, haproxy, wrk, h2load (nghttp2-client), curl and taskset with apt-get when
-# missing (as root), builds the example in release mode, then runs benches/load/suite.py,
+# missing (as root), builds the example in release mode with PGO (benches/pgo.sh, which also
+# installs the llvm-profdata matching rustc), then runs benches/load/suite.py,
 # which prints the table and writes benches/results/latest.json (override with OUT=...).
 # Needs 2+ cores and an otherwise idle machine for the figures to mean anything.
 set -euo pipefail
@@ -35,8 +38,29 @@ fi
 # the idle-connections workload holds 10,000 sockets in the proxies and the client
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-echo "building the load_balancer example (release)..." >&2
-(cd "$ROOT" && cargo build --release -q -p pingora-examples --example load_balancer)
+# Our proxy is measured as a production build: release profile (fat LTO) plus profile-guided
+# optimization trained on these request shapes (benches/pgo.sh). PGO=0 measures the plain
+# release build; PROXIES=ours,ours-plain,nginx,haproxy measures both side by side.
+PGO="${PGO:-1}"
+if [ -n "${OURS_BIN:-}" ]; then
+    export OURS_BUILD="${OURS_BUILD:-$OURS_BIN}"
+elif [ "$PGO" = "1" ]; then
+    echo "building the load_balancer example with PGO (benches/pgo.sh, ~8 minutes)..." >&2
+    if OURS_BIN="$("$HERE/pgo.sh")"; then
+        export OURS_BIN OURS_BUILD="release (fat LTO) + PGO"
+    else
+        echo "the PGO build failed (above): measuring the plain release build instead" >&2
+        OURS_BIN=""
+    fi
+fi
+if [ -z "${OURS_BIN:-}" ] || [[ ",${PROXIES:-}," == *",ours-plain,"* ]]; then
+    echo "building the load_balancer example (release)..." >&2
+    (cd "$ROOT" && cargo build --release -q -p pingora-examples --example load_balancer)
+fi
+if [ -z "${OURS_BIN:-}" ]; then
+    unset OURS_BIN
+    export OURS_BUILD="release (fat LTO), no PGO"
+fi
 REPEAT="${REPEAT:-1}"
 if [ "$REPEAT" -le 1 ]; then
     exec python3 "$HERE/load/suite.py"

@@ -7,6 +7,8 @@ Run through ../run.sh (which installs the tools and builds the example). Environ
     WARMUP=2      seconds of warm-up per run    CONNS=50    wrk connections
     IDLE_CONNS=10000                            WORKLOADS=small,large,newconn,h2,idle
     PROXIES=ours,nginx,haproxy                  OUT=benches/results/latest.json
+    OURS_BIN=<our binary>  OURS_BUILD=<how it was built, for the table>
+    OURS_PLAIN_BIN=<a second build of ours, measured as "ours-plain" when PROXIES lists it>
 
 Layout (2 cores): each proxy is one process with one worker thread pinned to core 0; the
 origin (nginx, one worker, static files) and the load generator share core 1. For every run
@@ -41,7 +43,10 @@ IDLE_CONNS = int(os.environ.get("IDLE_CONNS", str(min(10000, (HAPROXY_MAXCONN - 
 WORKLOADS = os.environ.get("WORKLOADS", "small,large,newconn,h2,idle").split(",")
 PROXIES = os.environ.get("PROXIES", "ours,nginx,haproxy").split(",")
 OUT = os.environ.get("OUT", os.path.join(ROOT, "benches", "results", "latest.json"))
-BIN = os.environ.get("OURS_BIN", os.path.join(ROOT, "target", "release", "examples", "load_balancer"))
+PLAIN_BIN = os.environ.get("OURS_PLAIN_BIN",
+                           os.path.join(ROOT, "target", "release", "examples", "load_balancer"))
+BIN = os.environ.get("OURS_BIN", PLAIN_BIN)
+BUILD = os.environ.get("OURS_BUILD", "release")
 TICK = os.sysconf("SC_CLK_TCK")
 
 DESCRIPTIONS = {
@@ -238,7 +243,8 @@ def main():
         os.chmod(os.path.join(work, "www", name), 0o644)
     os.chmod(os.path.join(work, "tmp"), 0o1777)
 
-    ports = {k: free_port() for k in ("ORIGIN", "OURS", "OURS_H2", "STATS", "NGINX", "NGINX_H2",
+    ports = {k: free_port() for k in ("ORIGIN", "OURS", "OURS_H2", "STATS", "OURS_PLAIN",
+                                       "OURS_PLAIN_H2", "STATS_PLAIN", "NGINX", "NGINX_H2",
                                        "HAPROXY", "HAPROXY_H2")}
     values = {"DIR": work, "ORIGIN_PORT": ports["ORIGIN"], "NGINX_PORT": ports["NGINX"],
               "NGINX_H2_PORT": ports["NGINX_H2"], "HAPROXY_PORT": ports["HAPROXY"],
@@ -262,14 +268,23 @@ def main():
         spawn(taskset(1, [nginx, "-e", os.path.join(work, "origin.error.log"), "-p", work, "-c",
                           os.path.join(work, "origin.conf")]))
         wait_port(ports["ORIGIN"])
-        if "ours" in PROXIES:
+        for name, binary, key in (("ours", BIN, "OURS"), ("ours-plain", PLAIN_BIN, "OURS_PLAIN")):
+            if name not in PROXIES:
+                continue
+            stats = "STATS" if name == "ours" else "STATS_PLAIN"
             env = dict(os.environ, UPSTREAMS=f"127.0.0.1:{ports['ORIGIN']}",
-                       LISTEN=f"127.0.0.1:{ports['OURS']}",
-                       H2C_LISTEN=f"127.0.0.1:{ports['OURS_H2']}",
-                       STATS_LISTEN=f"127.0.0.1:{ports['STATS']}", UPSTREAM_HOST="localhost")
+                       LISTEN=f"127.0.0.1:{ports[key]}",
+                       H2C_LISTEN=f"127.0.0.1:{ports[key + '_H2']}",
+                       STATS_LISTEN=f"127.0.0.1:{ports[stats]}", UPSTREAM_HOST="localhost")
             env.pop("RUST_LOG", None)
-            p = spawn(taskset(0, [BIN, "-c", os.path.join(HERE, "conf.yaml")]), env, "ours.log")
-            proxies["ours"] = Proxy("ours", p, ports["OURS"], ports["OURS_H2"])
+            # a pid file and upgrade socket of its own, so two instances never share them
+            with open(os.path.join(HERE, "conf.yaml")) as f:
+                conf = f.read().replace("/tmp/pingora-bench", os.path.join(work, name))
+            conf_path = os.path.join(work, f"{name}.yaml")
+            with open(conf_path, "w") as f:
+                f.write(conf)
+            p = spawn(taskset(0, [binary, "-c", conf_path]), env, f"{name}.log")
+            proxies[name] = Proxy(name, p, ports[key], ports[key + "_H2"])
         if "nginx" in PROXIES:
             p = spawn(taskset(0, [nginx, "-e", os.path.join(work, "proxy.error.log"), "-p", work,
                                   "-c", os.path.join(work, "proxy.conf")]))
@@ -421,6 +436,7 @@ def run(work, proxies, ports):
         "targets": check_targets(medians),
         "machine": machine(),
         "config": {"duration_s": DURATION, "rounds": ROUNDS, "warmup_s": WARMUP, "conns": CONNS,
+                   "ours_build": BUILD,
                    "idle_conns": IDLE_CONNS, "layout": "proxy on core 0; origin + load "
                    "generator on core 1; one worker thread per proxy"},
         "workloads": {w: DESCRIPTIONS[w] for w in workloads},
@@ -473,7 +489,7 @@ def fmt(v, spec):
 def print_table(report):
     m = report["machine"]
     print(f"\n{m['cpu']}, {m['cores']} cores, kernel {m['kernel']}; {report['config']['layout']}")
-    print(f"medians of {ROUNDS} rounds, {DURATION} s per run\n")
+    print(f"ours: {BUILD}; medians of {ROUNDS} rounds, {DURATION} s per run\n")
     for w, by_proxy in report["medians"].items():
         print(f"== {w}: {report['workloads'][w]}"
               + (" (largest growth over the rounds)" if w == "idle" else ""))

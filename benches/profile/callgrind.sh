@@ -8,6 +8,7 @@
 #   PROXY=haproxy benches/profile/callgrind.sh    # ... and for haproxy (one thread)
 #   H2=1 benches/profile/callgrind.sh             # h2c with prior knowledge, 10 conns x 10 streams
 #                                                 # (combine with PROXY=nginx / PROXY=haproxy)
+#   VG_OPTS=--cache-sim=yes benches/profile/callgrind.sh  # also simulated cache misses (D1mr, LLd...)
 #
 # Starts an nginx origin and the release load_balancer example under valgrind, warms up,
 # zeroes the counters, sends exactly REQS requests with h2load (HTTP/1.1, CONNS connections)
@@ -58,7 +59,7 @@ nginx)
     # the same measurement of the reference proxy (its one-process configuration of the suite)
     sed -e "s#@DIR@#$WORK#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" -e "s#@NGINX_PORT@#$PROXY_PORT#g" \
         -e "s#@NGINX_H2_PORT@#$H2_PORT#g" "$HERE/../load/proxy.nginx.conf.in" >"$WORK/proxy.conf"
-    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+    valgrind --tool=callgrind ${VG_OPTS:-} --callgrind-out-file="$WORK/cg.out" \
         nginx -e "$WORK/proxy.error.log" -p "$WORK" -c "$WORK/proxy.conf" >"$WORK/proxy.log" 2>&1 &
     ;;
 haproxy)
@@ -66,14 +67,14 @@ haproxy)
     sed -e "s#@DIR@#$WORK#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" -e "s#@HAPROXY_PORT@#$PROXY_PORT#g" \
         -e "s#@HAPROXY_H2_PORT@#$H2_PORT#g" -e "s#@HAPROXY_MAXCONN@#1000#g" \
         "$HERE/../load/proxy.haproxy.cfg.in" >"$WORK/haproxy.cfg"
-    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+    valgrind --tool=callgrind ${VG_OPTS:-} --callgrind-out-file="$WORK/cg.out" \
         haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/proxy.log" 2>&1 &
     ;;
 *)
     # the h2c listener only when it is measured, so the HTTP/1 figure stays comparable
     if [ -n "${H2:-}" ]; then export H2C_LISTEN="127.0.0.1:$H2_PORT"; fi
     UPSTREAMS="127.0.0.1:$ORIGIN_PORT" LISTEN="127.0.0.1:$PROXY_PORT" UPSTREAM_HOST=localhost \
-        valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+        valgrind --tool=callgrind ${VG_OPTS:-} --callgrind-out-file="$WORK/cg.out" \
         "$BIN" -c "${CONF:-$HERE/../load/conf.yaml}" >"$WORK/proxy.log" 2>&1 &
     ;;
 esac

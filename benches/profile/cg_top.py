@@ -3,7 +3,8 @@
 
     benches/profile/cg_top.py callgrind.out [N] [DIVISOR]
 
-Prints the top N functions (default 40) by self cost, then by inclusive cost; with DIVISOR
+Prints the top N functions (default 40) by self cost (EVENT=I1mr, EVENT=CEst, ... for other
+events of a --cache-sim=yes profile), then by inclusive cost; with DIVISOR
 (e.g. the request count) also per request. Written because callgrind_annotate 3.19 folds
 everything into `clone` for dumps taken with callgrind_control after zeroing.
 """
