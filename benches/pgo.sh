@@ -13,6 +13,7 @@
 #    apt-get as llvm-<major> when missing and running as root);
 # 4. rebuilds with -Cprofile-use into target/pgo/use.
 # The same recipe applies to any binary built on these crates: see docs/performance.md.
+# PGO_USE_RUSTFLAGS adds flags to the optimized build only (e.g. linker options).
 # Exits non-zero (with the reason on stderr) when it cannot finish, e.g. no llvm-profdata.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -120,5 +121,5 @@ SUM="$(sha256sum "$WORK/merged.profdata" | cut -c1-16)"
 PROFILE="$OUT_DIR/merged-$SUM.profdata"
 cp "$WORK/merged.profdata" "$PROFILE"
 say "optimized build with $PROFILE..."
-build "$OUT_DIR/use" "-Cprofile-use=$PROFILE"
+build "$OUT_DIR/use" "-Cprofile-use=$PROFILE ${PGO_USE_RUSTFLAGS:-}"
 echo "$OUT_DIR/use/$HOST/release/examples/load_balancer"
