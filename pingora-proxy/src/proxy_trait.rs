@@ -9,10 +9,29 @@ use pingora_core::protocols::Digest;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, Result, RetryType};
 use pingora_http::{RequestHeader, ResponseHeader};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::proxy_common::error_status;
 use crate::Session;
+
+/// The future the default phases return: ready on its first poll with `F`'s value.
+///
+/// The phases are `async_trait` methods, whose `async` bodies are boxed futures: a heap block
+/// per call even when the body does nothing. This one is zero-sized (`F` is a closure without
+/// captures), and boxing a zero-sized value allocates nothing, so a proxy that keeps the
+/// defaults pays no allocation for them on every request.
+struct Ready<F>(F);
+
+impl<T, F: Fn() -> T + Unpin> Future for Ready<F> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<T> {
+        Poll::Ready((self.0)())
+    }
+}
 
 /// The programmable part of an HTTP proxy.
 ///
@@ -52,37 +71,57 @@ pub trait ProxyHttp {
 
     /// The very first phase, run as soon as the request header has been read and before
     /// [`ProxyHttp::request_filter`].
-    async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<()>
+    fn early_request_filter<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _ctx: &'life2 mut Self::CTX,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'async_trait>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: Sync + 'async_trait,
     {
-        Ok(())
+        Box::pin(Ready(|| Ok(())))
     }
 
     /// Inspect the request: validate, authenticate, rate limit, or answer it directly.
     ///
     /// Return `Ok(true)` when this phase has already written a complete response: the engine then
     /// stops processing (no upstream is contacted). `Ok(false)` continues to the next phase.
-    async fn request_filter(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<bool>
+    fn request_filter<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _ctx: &'life2 mut Self::CTX,
+    ) -> Pin<Box<dyn Future<Output = Result<bool>> + Send + 'async_trait>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: Sync + 'async_trait,
     {
-        Ok(false)
+        Box::pin(Ready(|| Ok(false)))
     }
 
     /// Decide, once the request passed [`ProxyHttp::request_filter`], whether it may go upstream.
     ///
     /// `Ok(true)` proxies it. `Ok(false)` stops: if this phase wrote no response itself, the
     /// engine answers `502 Bad Gateway`.
-    async fn proxy_upstream_filter(
-        &self,
-        _session: &mut Session,
-        _ctx: &mut Self::CTX,
-    ) -> Result<bool>
+    fn proxy_upstream_filter<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _ctx: &'life2 mut Self::CTX,
+    ) -> Pin<Box<dyn Future<Output = Result<bool>> + Send + 'async_trait>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: Sync + 'async_trait,
     {
-        Ok(true)
+        Box::pin(Ready(|| Ok(true)))
     }
 
     /// See or change one piece of the request body on its way upstream.
@@ -90,60 +129,80 @@ pub trait ProxyHttp {
     /// Called once per chunk read from the client (never the whole body at once), and a last time
     /// with `end_of_stream` set. Setting `body` to `None` drops the chunk. Because it is async, a
     /// slow implementation throttles the upload.
-    async fn request_body_filter(
-        &self,
-        _session: &mut Session,
-        _body: &mut Option<Bytes>,
+    fn request_body_filter<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _body: &'life2 mut Option<Bytes>,
         _end_of_stream: bool,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()>
+        _ctx: &'life3 mut Self::CTX,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'async_trait>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: Sync + 'async_trait,
     {
-        Ok(())
+        Box::pin(Ready(|| Ok(())))
     }
 
     /// Change the request header sent upstream (for example its `Host` or path).
     ///
     /// `upstream_request` is a copy of the client's request with hop-by-hop headers already
     /// removed; the client's own header (`session.req_header()`) is left as it came.
-    async fn upstream_request_filter(
-        &self,
-        _session: &mut Session,
-        _upstream_request: &mut RequestHeader,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()>
+    fn upstream_request_filter<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _upstream_request: &'life2 mut RequestHeader,
+        _ctx: &'life3 mut Self::CTX,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'async_trait>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: Sync + 'async_trait,
     {
-        Ok(())
+        Box::pin(Ready(|| Ok(())))
     }
 
     /// Change the response header as received from upstream, before
     /// [`ProxyHttp::response_filter`].
-    async fn upstream_response_filter(
-        &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()>
+    fn upstream_response_filter<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _upstream_response: &'life2 mut ResponseHeader,
+        _ctx: &'life3 mut Self::CTX,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'async_trait>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: Sync + 'async_trait,
     {
-        Ok(())
+        Box::pin(Ready(|| Ok(())))
     }
 
     /// Change the response header right before it is written to the client.
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()>
+    fn response_filter<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _upstream_response: &'life2 mut ResponseHeader,
+        _ctx: &'life3 mut Self::CTX,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'async_trait>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: Sync + 'async_trait,
     {
-        Ok(())
+        Box::pin(Ready(|| Ok(())))
     }
 
     /// See or change one piece of the response body as received from upstream.
@@ -205,10 +264,21 @@ pub trait ProxyHttp {
     /// The last phase: called exactly once per request, after the response was sent or the
     /// request failed (`e` is the failure). Meant for access logs and metrics; an error log line
     /// has already been written when `e` is set.
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, _ctx: &mut Self::CTX)
+    fn logging<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
+        _e: Option<&'life2 Error>,
+        _ctx: &'life3 mut Self::CTX,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'async_trait>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: Sync + 'async_trait,
     {
+        Box::pin(Ready(|| ()))
     }
 
     /// Return `true` to keep the engine from writing its error log line for `error`.
@@ -288,19 +358,25 @@ pub trait ProxyHttp {
 
     /// Called each time a connection to `peer` was established or taken from the pool
     /// (`reused`), with its file descriptor and timing/socket details. For logging and metrics.
-    async fn connected_to_upstream(
-        &self,
-        _session: &mut Session,
+    fn connected_to_upstream<'life0, 'life1, 'life2, 'life3, 'life4, 'async_trait>(
+        &'life0 self,
+        _session: &'life1 mut Session,
         _reused: bool,
-        _peer: &HttpPeer,
+        _peer: &'life2 HttpPeer,
         #[cfg(unix)] _fd: std::os::unix::io::RawFd,
-        _digest: Option<&Digest>,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()>
+        _digest: Option<&'life3 Digest>,
+        _ctx: &'life4 mut Self::CTX,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'async_trait>>
     where
         Self::CTX: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        'life4: 'async_trait,
+        Self: Sync + 'async_trait,
     {
-        Ok(())
+        Box::pin(Ready(|| Ok(())))
     }
 
     /// A one-line description of the request, appended to the engine's error log lines.
@@ -365,4 +441,69 @@ pub struct FailToProxy {
     /// honoured for failures before an upstream was chosen; the session's own keep-alive
     /// setting still has the last word.
     pub can_reuse_downstream: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+
+    struct Defaults;
+
+    #[async_trait]
+    impl ProxyHttp for Defaults {
+        type CTX = ();
+        fn new_ctx(&self) {}
+
+        async fn upstream_peer(&self, _s: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+            Ok(Box::new(HttpPeer::new("127.0.0.1:1", false, String::new())))
+        }
+
+        // overridden: an `async fn` of the implementation is boxed as usual
+        async fn request_filter(&self, _s: &mut Session, _ctx: &mut ()) -> Result<bool> {
+            Ok(true)
+        }
+    }
+
+    /// The default phases run on every request: they must not allocate (a boxed zero-sized
+    /// future does not), and still answer what the defaults mean.
+    #[tokio::test]
+    async fn default_phases_are_zero_sized_futures() {
+        let (_client, server) = tokio::io::duplex(1024);
+        let mut s = Session::new_h1(Box::new(server));
+        let p = Defaults;
+        let peer = HttpPeer::new("127.0.0.1:1", false, String::new());
+        let mut req = RequestHeader::build("GET", b"/", None).expect("request");
+        let mut resp = ResponseHeader::build(200, None).expect("response");
+        let mut body = None;
+        let mut ctx = ();
+
+        let f = p.early_request_filter(&mut s, &mut ctx);
+        assert_eq!(std::mem::size_of_val(&*f), 0);
+        assert!(f.await.is_ok());
+        let f = p.proxy_upstream_filter(&mut s, &mut ctx);
+        assert_eq!(std::mem::size_of_val(&*f), 0);
+        assert!(f.await.expect("default"));
+        let f = p.request_body_filter(&mut s, &mut body, true, &mut ctx);
+        assert_eq!(std::mem::size_of_val(&*f), 0);
+        assert!(f.await.is_ok());
+        let f = p.upstream_request_filter(&mut s, &mut req, &mut ctx);
+        assert_eq!(std::mem::size_of_val(&*f), 0);
+        assert!(f.await.is_ok());
+        let f = p.upstream_response_filter(&mut s, &mut resp, &mut ctx);
+        assert_eq!(std::mem::size_of_val(&*f), 0);
+        assert!(f.await.is_ok());
+        let f = p.response_filter(&mut s, &mut resp, &mut ctx);
+        assert_eq!(std::mem::size_of_val(&*f), 0);
+        assert!(f.await.is_ok());
+        let f = p.connected_to_upstream(&mut s, false, &peer, 0, None, &mut ctx);
+        assert_eq!(std::mem::size_of_val(&*f), 0);
+        assert!(f.await.is_ok());
+        let f = p.logging(&mut s, None, &mut ctx);
+        assert_eq!(std::mem::size_of_val(&*f), 0);
+        f.await;
+
+        // the override is what runs
+        assert!(p.request_filter(&mut s, &mut ()).await.expect("filter"));
+    }
 }

@@ -154,16 +154,16 @@ impl HttpSession {
         let mut deadline: Option<Instant> = None;
         // bytes handed over by `preload` are parsed before anything is read
         let mut parse_first = !self.buf.is_empty();
-        if parse_first {
-            let limit = self.read_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT);
-            deadline = Some(Instant::now() + limit);
-        }
         loop {
             if parse_first {
                 parse_first = false;
                 if let Some(done) = self.parse_request_head().await {
                     return done;
                 }
+                // The rest of the head has to come within the read timeout. (Not timed before
+                // the parse: a whole head is usually there, and needs no clock read.)
+                let limit = self.read_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT);
+                deadline = Some(Instant::now() + limit);
                 continue;
             }
             // The first read of a fresh session lands in a buffer on the stack
