@@ -15,6 +15,8 @@ use std::mem::MaybeUninit;
 /// A parsed head and the raw bytes it was parsed from.
 pub(super) type Parsed<T> = Option<(Box<T>, Bytes)>;
 
+#[cold]
+#[inline(never)]
 fn fail<T>(status: u16, msg: impl Into<String>) -> Result<T> {
     let etype = match status {
         400 => ErrorType::InvalidHTTPHeader,
@@ -81,6 +83,8 @@ fn check_partial(buf: &[u8], request: bool) -> Result<()> {
     Ok(())
 }
 
+#[cold]
+#[inline(never)]
 fn map_httparse_error(e: httparse::Error) -> Result<()> {
     match e {
         httparse::Error::TooManyHeaders => fail(431, format!("more than {MAX_HEADERS} headers")),
@@ -125,6 +129,9 @@ fn slice(head: &Bytes, (start, len): (usize, usize)) -> Bytes {
 /// read more. On success the head bytes are split off `buf` (what stays is
 /// body or a pipelined request). Errors carry `InvalidHTTPHeader` (400) or
 /// `HTTPStatus(414 | 431)`.
+// Out of line (the async read loops that call it are large): its code stays in one place
+// instead of being spread through their state machines.
+#[inline(never)]
 pub(super) fn parse_request(buf: &mut BytesMut) -> Result<Parsed<RequestHeader>> {
     if buf.is_empty() {
         return Ok(None);
@@ -208,6 +215,7 @@ fn add_field(
 }
 
 /// Parse a response head from the front of `buf` (see [`parse_request`]).
+#[inline(never)]
 pub(super) fn parse_response(buf: &mut BytesMut) -> Result<Parsed<ResponseHeader>> {
     if buf.is_empty() {
         return Ok(None);
