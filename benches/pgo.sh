@@ -11,7 +11,7 @@
 #    connection per request), then stops it so it writes its profile;
 # 3. merges the profile with the llvm-profdata of rustc's own LLVM version (installed with
 #    apt-get as llvm-<major> when missing and running as root);
-# 4. rebuilds with -Cprofile-use into target/pgo/use.
+# 4. rebuilds with -Cprofile-use into target/pgo/use, hot functions grouped by the linker.
 # The same recipe applies to any binary built on these crates: see docs/performance.md.
 # PGO_USE_RUSTFLAGS adds flags to the optimized build only (e.g. linker options).
 # Exits non-zero (with the reason on stderr) when it cannot finish, e.g. no llvm-profdata.
@@ -121,5 +121,7 @@ SUM="$(sha256sum "$WORK/merged.profdata" | cut -c1-16)"
 PROFILE="$OUT_DIR/merged-$SUM.profdata"
 cp "$WORK/merged.profdata" "$PROFILE"
 say "optimized build with $PROFILE..."
-build "$OUT_DIR/use" "-Cprofile-use=$PROFILE ${PGO_USE_RUSTFLAGS:-}"
+# keep-text-section-prefix: the linker groups the functions PGO marked hot (.text.hot) instead
+# of leaving them spread through .text (-1.7% cycle estimate per small GET under callgrind)
+build "$OUT_DIR/use" "-Cprofile-use=$PROFILE -Clink-arg=-Wl,-z,keep-text-section-prefix ${PGO_USE_RUSTFLAGS:-}"
 echo "$OUT_DIR/use/$HOST/release/examples/load_balancer"
