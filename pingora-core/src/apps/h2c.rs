@@ -8,7 +8,7 @@ use std::future::{poll_fn, Future};
 use std::panic::AssertUnwindSafe;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use super::{HttpServerApp, ReusedHttpStream};
@@ -99,54 +99,79 @@ where
         AssertUnwindSafe(app.process_new_http(session, shutdown)).catch_unwind()
     };
     let mut streams = FuturesUnordered::new();
+    // the connection's writes, gathered over each poll (see `WriteBatch`)
+    let mut batch = h2_server::WriteBatch::default();
+    // the `Host` value of the previous stream, shared with the next one
+    let mut last_host = None;
     // after an abusive client got its GOAWAY, give the connection this long
     // to flush it before dropping it
-    let mut abort_deadline: Option<tokio::time::Instant> = None;
+    let mut abort_deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
-        let event = {
-            let mut accept = pin!(h2_server::accept_stream(&mut conn));
-            let accept = poll_fn(|cx| {
+        // One wait serves the streams and accepts new ones until something
+        // needs the connection itself: an accepted stream is set up and
+        // started right here, so it is not moved out of this poll.
+        let event = poll_fn(|cx| {
+            let mut first_pass = true;
+            loop {
+                // the shutdown signal and the abort deadline must not be starved
+                // by a client that keeps opening streams: they are looked at on
+                // every wakeup (the signal's waiter is registered with this task,
+                // so a signal sent meanwhile wakes it again)
+                if std::mem::take(&mut first_pass)
+                    && !going_away
+                    && shutdown_signal.poll(cx).is_ready()
+                {
+                    return Poll::Ready(ConnEvent::Shutdown);
+                }
+                if let Some(deadline) = abort_deadline.as_mut() {
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(ConnEvent::Closed);
+                    }
+                }
                 poll_streams(&mut streams, cx);
-                accept.as_mut().poll(cx)
-            });
-            // the shutdown signal and the abort deadline are cheap to check
-            // and must not be starved by a client that keeps opening streams
-            tokio::select! {
-                biased;
-                _ = poll_fn(|cx| shutdown_signal.poll(cx)), if !going_away => None,
-                _ = sleep_until_opt(abort_deadline), if abort_deadline.is_some() => break,
-                next = accept => Some(next),
-            }
-        };
-        let Some(next) = event else {
-            debug!("shutting down: GOAWAY to an HTTP/2 client");
-            conn.graceful_shutdown();
-            going_away = true;
-            continue;
-        };
-        match next {
-            Ok(Some((req, send_response))) => {
-                let mut session = h2_server::HttpSession::new(req, send_response, digest.clone());
+                let (req, send_response) =
+                    match ready!(h2_server::poll_accept_stream(&mut conn, &mut batch, cx)) {
+                        Ok(Some(accepted)) => accepted,
+                        Ok(None) => return Poll::Ready(ConnEvent::Closed),
+                        Err(e) => return Poll::Ready(ConnEvent::Failed(e)),
+                    };
+                let mut session = h2_server::HttpSession::new_with_host(
+                    req,
+                    send_response,
+                    digest.clone(),
+                    &mut last_host,
+                );
                 session.set_reset_tracker(resets.clone());
                 // a stream cancelled before it started costs nothing more
                 if !session.poll_client_reset() && abort_deadline.is_none() {
                     streams.push(run_stream(session));
                 }
+                if abort_deadline.is_none() && resets.exceeded() {
+                    return Poll::Ready(ConnEvent::TooManyResets);
+                }
             }
-            Ok(None) => break,
-            Err(e) => {
+        })
+        .await;
+        match event {
+            ConnEvent::Shutdown => {
+                debug!("shutting down: GOAWAY to an HTTP/2 client");
+                conn.graceful_shutdown();
+                going_away = true;
+            }
+            ConnEvent::TooManyResets => {
+                warn!(
+                    "HTTP/2 client reset more than {} streams in {:?}: GOAWAY",
+                    limits.max_resets_per_window, limits.reset_window
+                );
+                conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                going_away = true;
+                abort_deadline = Some(Box::pin(tokio::time::sleep(Duration::from_secs(1))));
+            }
+            ConnEvent::Closed => break,
+            ConnEvent::Failed(e) => {
                 debug!("HTTP/2 connection with a client ended: {e}");
                 break;
             }
-        }
-        if abort_deadline.is_none() && resets.exceeded() {
-            warn!(
-                "HTTP/2 client reset more than {} streams in {:?}: GOAWAY",
-                limits.max_resets_per_window, limits.reset_window
-            );
-            conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
-            going_away = true;
-            abort_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(1));
         }
     }
     // streams still running see the connection gone (their writes fail) and
@@ -217,12 +242,16 @@ fn log_panic(done: std::thread::Result<Option<ReusedHttpStream>>) {
     }
 }
 
-/// Sleep until `deadline`, or forever without one.
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
+/// Why [`serve_h2`]'s wait on its connection ended.
+enum ConnEvent {
+    /// The server is shutting down: time for a GOAWAY.
+    Shutdown,
+    /// The client reset too many streams.
+    TooManyResets,
+    /// The client closed the connection, the GOAWAY completed, or the time
+    /// given to flush the GOAWAY to an abusive client ran out.
+    Closed,
+    Failed(Box<pingora_error::Error>),
 }
 
 #[cfg(test)]
@@ -281,6 +310,69 @@ mod tests {
                 got.extend_from_slice(&chunk.expect("body"));
             }
             assert_eq!(got, path.as_bytes());
+        }
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("connection task ends with the client")
+            .expect("connection task did not panic");
+    }
+
+    /// Answers 200 with the request's `Host` header as the body.
+    struct EchoHost;
+
+    #[async_trait::async_trait]
+    impl HttpServerApp for EchoHost {
+        async fn process_new_http(
+            self: &Arc<Self>,
+            mut session: ServerSession,
+            _shutdown: &ShutdownWatch,
+        ) -> Option<ReusedHttpStream> {
+            let hosts: Vec<_> = session
+                .req_header()
+                .headers
+                .get_all("host")
+                .iter()
+                .collect();
+            let body = bytes::Bytes::from(format!("{hosts:?}"));
+            let resp = pingora_http::ResponseHeader::build(200, None).expect("head");
+            session.write_response_header(Box::new(resp)).await.ok()?;
+            session.write_response_body(body, true).await.ok()?;
+            let _ = session.finish().await;
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn each_stream_gets_the_host_of_its_own_authority() {
+        let (c, s) = pair().await;
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let app = Arc::new(EchoHost);
+        let server = tokio::spawn(async move { serve_h2(&app, s, &rx).await });
+        let (client, conn) = h2::client::handshake(c).await.expect("client handshake");
+        tokio::spawn(conn);
+        let mut client = client.ready().await.expect("ready");
+        let cases = [
+            ("http://a.test/", None, r#"["a.test"]"#),
+            ("http://a.test/", None, r#"["a.test"]"#),
+            ("http://b.test:8080/", None, r#"["b.test:8080"]"#),
+            // a `Host` the client sent is kept as it is
+            ("http://a.test/", Some("c.test"), r#"["c.test"]"#),
+            ("http://a.test/", None, r#"["a.test"]"#),
+        ];
+        for (uri, host, want) in cases {
+            let mut req = http::Request::get(uri);
+            if let Some(h) = host {
+                req = req.header("host", h);
+            }
+            let req = req.body(()).expect("request");
+            let (resp, _) = client.send_request(req, true).expect("send");
+            let mut body = resp.await.expect("response").into_body();
+            let mut got = Vec::new();
+            while let Some(chunk) = body.data().await {
+                got.extend_from_slice(&chunk.expect("body"));
+            }
+            assert_eq!(String::from_utf8_lossy(&got), want, "{uri} {host:?}");
         }
         drop(client);
         tokio::time::timeout(Duration::from_secs(5), server)

@@ -3,6 +3,7 @@
 
 use super::server::H2Options;
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Limits of a downstream HTTP/2 connection. The defaults suit a public
@@ -72,6 +73,9 @@ pub struct ResetTracker {
     limit: u32,
     window: Duration,
     state: Mutex<(Instant, u32)>,
+    /// Whether the last count was over the limit: the accept loop asks after
+    /// every stream, and the answer is almost always "no" without the lock.
+    over: AtomicBool,
 }
 
 impl ResetTracker {
@@ -81,6 +85,7 @@ impl ResetTracker {
             limit,
             window,
             state: Mutex::new((Instant::now(), 0)),
+            over: AtomicBool::new(false),
         }
     }
 
@@ -92,11 +97,17 @@ impl ResetTracker {
             *state = (now, 0);
         }
         state.1 = state.1.saturating_add(1);
-        self.limit != 0 && state.1 > self.limit
+        let over = self.limit != 0 && state.1 > self.limit;
+        self.over.store(over, Ordering::Relaxed);
+        over
     }
 
     /// Whether the limit is exceeded in the current window.
     pub fn exceeded(&self) -> bool {
+        // set under the lock by `record`, the only place the count grows
+        if !self.over.load(Ordering::Relaxed) {
+            return false;
+        }
         let state = self.state.lock();
         self.limit != 0
             && state.1 > self.limit

@@ -6,7 +6,8 @@
 //! then served on its own, concurrently with the others; the connection task
 //! must keep calling `from_h2_conn` so that the connection makes progress.
 
-use super::write_batch::{BatchedIo, WriteBatch};
+use super::write_batch::BatchedIo;
+pub(crate) use super::write_batch::WriteBatch;
 use super::{h2_error, send_end, send_flow_controlled, strip_connection_headers, ResetTracker};
 use crate::protocols::http::body_buffer::FixedBuffer;
 use crate::protocols::http::v1::common::BODY_BUF_LIMIT;
@@ -21,6 +22,7 @@ use pingora_error::{Error, ErrorType, OrErr, Result};
 use pingora_http::{known, RequestHeader, ResponseHeader};
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 /// The settings of a downstream HTTP/2 connection (the `h2` crate's builder).
@@ -49,16 +51,26 @@ pub(crate) async fn accept_stream(
     conn: &mut H2Connection<Stream>,
 ) -> Result<Option<AcceptedStream>> {
     let mut batch = WriteBatch::default();
-    let accepted = poll_fn(|cx| batch.poll(cx, |cx| conn.poll_accept(cx))).await;
-    match accepted {
-        None => Ok(None),
-        Some(Ok(stream)) => Ok(Some(stream)),
-        Some(Err(e)) => Err(h2_error(
-            e,
-            ErrorType::ReadError,
-            "while accepting an HTTP/2 stream",
-        )),
+    poll_fn(|cx| poll_accept_stream(conn, &mut batch, cx)).await
+}
+
+/// One poll of [`accept_stream`], with the connection's writes gathered in
+/// `batch` (kept by the caller from one poll to the next).
+pub(crate) fn poll_accept_stream(
+    conn: &mut H2Connection<Stream>,
+    batch: &mut WriteBatch,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Option<AcceptedStream>>> {
+    match ready!(batch.poll(cx, |cx| conn.poll_accept(cx))) {
+        None => Poll::Ready(Ok(None)),
+        Some(Ok(stream)) => Poll::Ready(Ok(Some(stream))),
+        Some(Err(e)) => Poll::Ready(Err(accept_error(e))),
     }
+}
+
+#[cold]
+fn accept_error(e: h2::Error) -> Box<Error> {
+    h2_error(e, ErrorType::ReadError, "while accepting an HTTP/2 stream")
 }
 
 /// What most streams never use, out of line: the session is moved several
@@ -112,19 +124,37 @@ impl HttpSession {
         send_response: SendResponse<Bytes>,
         digest: Arc<Digest>,
     ) -> Self {
-        let (parts, request_body) = req.into_parts();
+        Self::new_with_host(req, send_response, digest, &mut None)
+    }
+
+    /// [`HttpSession::new`] for the streams of one connection: `last_host`
+    /// keeps the `Host` value made for the previous stream, which the next
+    /// one with the same `:authority` shares. A fresh value costs a copy, and
+    /// its first clone (the proxy clones the request head) another
+    /// allocation; a shared one costs neither.
+    pub(crate) fn new_with_host(
+        req: http::Request<RecvStream>,
+        send_response: SendResponse<Bytes>,
+        digest: Arc<Digest>,
+        last_host: &mut Option<HeaderValue>,
+    ) -> Self {
+        let (mut parts, request_body) = req.into_parts();
+        // code written for HTTP/1 looks for `Host`: mirror `:authority` there,
+        // in the map before the head is built from it (no case to record yet)
+        if let Some(authority) = parts.uri.authority() {
+            // one lookup for "is there a `Host`" and the insert; a map at
+            // its size limit gets none (`entry` would panic)
+            let entry = parts.headers.try_entry(http::header::HOST);
+            if let Ok(http::header::Entry::Vacant(slot)) = entry {
+                if let Some(host) = host_value(authority.as_str(), last_host) {
+                    let _ = slot.try_insert(host);
+                }
+            }
+        }
         let mut request_header: RequestHeader = parts.into();
         request_header.set_version(Version::HTTP_2);
         let body_ended = request_body.is_end_stream();
         request_header.set_send_end_stream(body_ended);
-        // code written for HTTP/1 looks for `Host`: mirror `:authority` there
-        // (the header's known bits answer "no `Host`" without a map lookup)
-        if request_header.known_headers() & known::HOST == 0 {
-            let authority = request_header.uri.authority();
-            if let Some(host) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
-                let _ = request_header.insert_header(http::header::HOST, host);
-            }
-        }
         HttpSession {
             request_header,
             request_body,
@@ -563,6 +593,20 @@ impl HttpSession {
     }
 }
 
+/// The `Host` value for `authority`: the one in `last` when it is the same,
+/// else a new one, kept in `last` for the next stream.
+fn host_value(authority: &str, last: &mut Option<HeaderValue>) -> Option<HeaderValue> {
+    if let Some(v) = last
+        .as_ref()
+        .filter(|v| v.as_bytes() == authority.as_bytes())
+    {
+        return Some(v.clone());
+    }
+    let v = HeaderValue::from_str(authority).ok()?;
+    *last = Some(v.clone());
+    Some(v)
+}
+
 /// [`strip_connection_headers`] on `headers`, a copy of `header`'s map, unless
 /// `header`'s known bits show that none of the names it removes is present
 /// (the usual case: the proxy already stripped the hop-by-hop headers).
@@ -715,6 +759,18 @@ mod tests {
         let (interim, status) = client.await.expect("client");
         assert_eq!(interim, vec![(103, Some(b"</a.css>".to_vec()))]);
         assert_eq!(status, 204);
+    }
+
+    #[test]
+    fn host_value_is_shared_while_the_authority_stays() {
+        let mut last = None;
+        let a = host_value("a.test", &mut last).expect("host");
+        let b = host_value("a.test", &mut last).expect("host");
+        // the same bytes, not a copy of them
+        assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
+        let c = host_value("b.test:8080", &mut last).expect("host");
+        assert_eq!(c, "b.test:8080");
+        assert!(host_value("bad\nhost", &mut last).is_none());
     }
 
     #[tokio::test]
