@@ -62,34 +62,13 @@ say "instrumented build..."
 build "$OUT_DIR/gen" "-Cprofile-generate=$RAW"
 GEN_BIN="$OUT_DIR/gen/$HOST/release/examples/load_balancer"
 
-WORK="$(mktemp -d /tmp/pingora-pgo.XXXXXX)"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_port() {
-    for _ in $(seq 1 600); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    say "nothing listening on $1"
-    return 1
-}
-
-ORIGIN_PORT="$(free_port)"; PROXY_PORT="$(free_port)"; H2_PORT="$(free_port)"
-mkdir -p "$WORK/www" "$WORK/tmp"
+# shellcheck source=loopback.sh
+. "$HERE/loopback.sh" pingora-pgo
+PROXY_PORT="$(free_port)"; H2_PORT="$(free_port)"
+mkdir -p "$WORK/www"
 head -c 1024 /dev/zero | tr '\0' 'a' >"$WORK/www/1k"
 head -c 65536 /dev/zero | tr '\0' 'a' >"$WORK/www/64k"
-chmod 755 "$WORK" "$WORK/www"; chmod 644 "$WORK/www/"*; chmod 1777 "$WORK/tmp"
-sed -e "s#@DIR@#$WORK#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" \
-    "$HERE/load/origin.nginx.conf.in" >"$WORK/origin.conf"
-nginx -e "$WORK/origin.error.log" -p "$WORK" -c "$WORK/origin.conf" &
-PIDS+=($!)
-wait_port "$ORIGIN_PORT"
+start_origin
 
 say "training..."
 H2C_LISTEN="127.0.0.1:$H2_PORT" UPSTREAMS="127.0.0.1:$ORIGIN_PORT" \

@@ -22,37 +22,18 @@ REQS="${REQS:-5000}"
 CONNS="${CONNS:-50}"
 BODY="${BODY:-1024}"
 OUT="${OUT:-}"
-WORK="$(mktemp -d /tmp/pingora-cg.XXXXXX)"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_port() {
-    for _ in $(seq 1 600); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listening on $1" >&2; return 1
-}
+# shellcheck source=../loopback.sh
+. "$HERE/../loopback.sh" pingora-cg
 
 if [ -z "${NO_BUILD:-}" ]; then
     (cd "$ROOT" && cargo build --release -q -p pingora-examples --example load_balancer)
 fi
 BIN="${BIN:-$ROOT/target/release/examples/load_balancer}"
 
-ORIGIN_PORT="$(free_port)"; PROXY_PORT="$(free_port)"; H2_PORT="$(free_port)"
-mkdir -p "$WORK/www" "$WORK/tmp"
+PROXY_PORT="$(free_port)"; H2_PORT="$(free_port)"
+mkdir -p "$WORK/www"
 head -c "$BODY" /dev/zero | tr '\0' 'a' >"$WORK/www/index.html"
-chmod 755 "$WORK" "$WORK/www"; chmod 644 "$WORK/www/index.html"; chmod 1777 "$WORK/tmp"
-sed -e "s#@DIR@#$WORK#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" "$HERE/../load/origin.nginx.conf.in" >"$WORK/origin.conf"
-nginx -e "$WORK/origin.error.log" -p "$WORK" -c "$WORK/origin.conf" &
-PIDS+=($!)
-wait_port "$ORIGIN_PORT"
+start_origin
 
 case "${PROXY:-ours}" in
 nginx)
