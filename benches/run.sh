@@ -80,4 +80,8 @@ print(f"\ntargets met over {len(runs)} consecutive runs:")
 for i, t in enumerate(runs[0]["targets"]):
     met = sum(1 for r in runs if i < len(r["targets"]) and r["targets"][i]["met"])
     print(f"  {met}/{len(runs)}  {t['target']}")
+for i, r in enumerate(runs, 1):
+    for note in r["notes"]:
+        if "steal" in note:
+            print(f"run {i}: {note}")
 PY
