@@ -22,7 +22,7 @@ memory, above 1 is better for req/s).
 On a virtual machine the hypervisor can take CPU away from both cores mid-run (steal time in
 /proc/stat); such a run says more about the neighbours than about the proxy. Each run records
 its steal share, a run above STEAL_MAX is measured again (up to STEAL_RETRIES times, keeping
-the least disturbed), and the table names the runs that stayed disturbed.
+the least disturbed), and the table notes how many stayed disturbed.
 """
 import json
 import os
@@ -579,8 +579,8 @@ def print_table(report):
             print(f"{name:14} {fmt(r['rps'], '10.0f')} {fmt(r[lat_key], '8.3f')} "
                   f"{fmt(r['p99_ms'], '8.3f')} {fmt(r['cpu_us_per_req'], '11.2f')} "
                   f"{fmt(r.get('user_us_per_req'), '6.2f')} {fmt(r.get('sys_us_per_req'), '6.2f')} "
-                  f"{fmt(r.get('sleeps_per_kreq'), '9.1f')} {fmt(r['peak_rss_mib'], '13.1f')} {fmt(r['errors'] + r['non2xx'], '7.0f')} "
-                  f"{fmt(r.get('steal_pct_max'), '7.1f')}")
+                  f"{fmt(r.get('sleeps_per_kreq'), '9.1f')} {fmt(r['peak_rss_mib'], '13.1f')} "
+                  f"{fmt(r['errors'] + r['non2xx'], '7.0f')} {fmt(r.get('steal_pct_max'), '7.1f')}")
         for label, rt in report["ratios"].get(w, {}).items():
             print(f"{label:14} {fmt(rt.get('rps'), '10.2f')} {fmt(rt.get(lat_key), '8.2f')} "
                   f"{fmt(rt.get('p99_ms'), '8.2f')} {fmt(rt.get('cpu_us_per_req'), '11.2f')} "
