@@ -81,7 +81,8 @@ for i, t in enumerate(runs[0]["targets"]):
     met = sum(1 for r in runs if i < len(r["targets"]) and r["targets"][i]["met"])
     print(f"  {met}/{len(runs)}  {t['target']}")
 for i, r in enumerate(runs, 1):
-    for note in r["notes"]:
-        if "steal" in note:
-            print(f"run {i}: {note}")
+    steal = r.get("steal") or {}
+    if steal.get("disturbed"):
+        print(f"run {i}: {steal['disturbed']} of {steal['measured']} measured runs stayed "
+              f"above the steal limit (worst {steal['worst_pct']:.1f}%)")
 PY
