@@ -246,9 +246,11 @@ async fn pool_keeps_at_most_keepalive_pool_size_per_key() {
 
 #[tokio::test]
 async fn refused_connect_is_retryable() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    drop(listener);
+    // Bound but not listening: refuses, and no concurrent test can take the
+    // port (as one could if it were bound and released).
+    let held = tokio::net::TcpSocket::new_v4().expect("socket");
+    held.bind(([127, 0, 0, 1], 0).into()).expect("bind");
+    let addr = held.local_addr().expect("addr");
     let connector = TransportConnector::new(None);
     let e = connector
         .get_stream(&peer(addr))

@@ -27,8 +27,9 @@ async fn http_check_status() {
         ErrorType::CustomCode("non 200 code", 500),
         "{err}"
     );
+    let closed = closed_port();
     check
-        .check(&backend(closed_port().await))
+        .check(&backend(closed.addr))
         .await
         .expect_err("nothing listening");
 
@@ -57,7 +58,8 @@ async fn http_check_port_override_and_reuse() {
     let (addr, connections, task) = http_responder(200).await;
     let mut check = HttpHealthCheck::new("localhost", false);
     check.port_override = Some(addr.port());
-    let elsewhere = backend(closed_port().await);
+    let closed = closed_port();
+    let elsewhere = backend(closed.addr);
     check
         .check(&elsewhere)
         .await

@@ -9,7 +9,6 @@ use pingora_load_balancing::health_check::{HealthCheck, HealthObserve, TcpHealth
 use pingora_load_balancing::selection::RoundRobin;
 use pingora_load_balancing::{Backend, LoadBalancer};
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpListener;
 
 #[tokio::test]
 async fn tcp_check_live_and_closed() {
@@ -19,8 +18,9 @@ async fn tcp_check_live_and_closed() {
         .check(&backend(live))
         .await
         .expect("live port connects");
+    let closed = closed_port();
     let err = check
-        .check(&backend(closed_port().await))
+        .check(&backend(closed.addr))
         .await
         .expect_err("closed port refuses");
     assert_eq!(*err.etype(), ErrorType::ConnectRefused, "{err}");
@@ -30,7 +30,8 @@ async fn tcp_check_live_and_closed() {
 #[tokio::test]
 async fn load_balancer_avoids_closed_backend() {
     let (live, accept_task) = silent_listener().await;
-    let dead = closed_port().await;
+    let closed = closed_port();
+    let dead = closed.addr;
     let mut lb: LoadBalancer<RoundRobin> =
         LoadBalancer::try_from_iter([live, dead]).expect("literal");
     lb.set_health_check(TcpHealthCheck::new());
@@ -65,9 +66,8 @@ impl HealthObserve for Recorder {
 
 #[tokio::test]
 async fn tcp_threshold_and_observer() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("bound");
-    drop(listener);
+    let closed = closed_port();
+    let addr = closed.addr;
 
     let recorder = Recorder::default();
     let mut check = TcpHealthCheck::new();
@@ -88,7 +88,7 @@ async fn tcp_threshold_and_observer() {
     assert_eq!(recorder.flips(), vec![(target.clone(), false)]);
 
     // bring the port back
-    let listener = TcpListener::bind(addr).await.expect("rebind the same port");
+    let listener = closed.listen();
     let task = tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((s, _)) = listener.accept().await {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_refused_is_502() {
-    let (proxy, log) = TestProxy::new(vec![refused_addr().await]);
+    let refused = refused_port();
+    let (proxy, log) = TestProxy::new(vec![refused.addr]);
     let addr = start_proxy(proxy).await;
     let mut c = Client::connect(addr).await;
     let r = c.get("/").await;
@@ -25,7 +26,8 @@ async fn connect_refused_is_502() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_refused_connect() {
     let origin = Origin::start().await;
-    let (mut proxy, log) = TestProxy::new(vec![refused_addr().await, origin.addr]);
+    let refused = refused_port();
+    let (mut proxy, log) = TestProxy::new(vec![refused.addr, origin.addr]);
     proxy.retry_connect = true;
     let addr = start_proxy(proxy).await;
     let mut c = Client::connect(addr).await;
@@ -49,7 +51,8 @@ async fn retry_after_refused_connect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_are_bounded_by_max_retries() {
-    let (mut proxy, log) = TestProxy::new(vec![refused_addr().await]);
+    let refused = refused_port();
+    let (mut proxy, log) = TestProxy::new(vec![refused.addr]);
     proxy.retry_connect = true;
     let conf = pingora_core::server::configuration::ServerConf {
         max_retries: 3,

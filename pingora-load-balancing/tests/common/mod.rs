@@ -7,17 +7,37 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
 pub fn backend(addr: SocketAddr) -> Backend {
     Backend::new(&addr.to_string()).expect("valid address")
 }
 
-/// A port nothing listens on (bound, then released).
-pub async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    listener.local_addr().expect("bound")
+/// A loopback port that refuses connections until [`ClosedPort::listen`].
+///
+/// The socket stays bound without listening, so no test running alongside
+/// can be handed the same port in the meantime (as it could if the port were
+/// bound and released).
+pub struct ClosedPort {
+    socket: TcpSocket,
+    pub addr: SocketAddr,
+}
+
+impl ClosedPort {
+    /// Starts accepting on the very port that refused so far.
+    pub fn listen(self) -> TcpListener {
+        self.socket.listen(64).expect("listen")
+    }
+}
+
+pub fn closed_port() -> ClosedPort {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind");
+    let addr = socket.local_addr().expect("bound");
+    ClosedPort { socket, addr }
 }
 
 /// Accepts connections and holds them open without a word.

@@ -238,14 +238,27 @@ pub async fn wait_logged(
     log.lock().expect("log lock").clone()
 }
 
-/// An address nobody listens on.
-pub async fn refused_addr() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
+/// A loopback port that refuses connections while this value lives.
+///
+/// The socket is bound but never listens: a connection attempt gets a reset,
+/// no other test can bind the port, and the kernel never picks it as a
+/// source port. (Binding, reading the port and closing again races with the
+/// tests running alongside, which may be handed the same port.)
+pub struct RefusedPort {
+    _socket: tokio::net::TcpSocket,
+    pub addr: SocketAddr,
+}
+
+pub fn refused_port() -> RefusedPort {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .expect("bind");
-    let a = l.local_addr().expect("addr");
-    drop(l);
-    a
+    let addr = socket.local_addr().expect("addr");
+    RefusedPort {
+        _socket: socket,
+        addr,
+    }
 }
 
 /// A server that reads `read_at_least` bytes of each connection and then drops it.

@@ -112,7 +112,13 @@ mod tests {
         set_tcp_keepalive(&s, &ka).unwrap();
         assert!(SockRef::from(&s).keepalive().unwrap());
         drop(l);
-        let e = connect(&addr, None).await.unwrap_err();
+        // Bound but not listening: refuses, and unlike the port just
+        // released no concurrent test can be handed it.
+        let held = tokio::net::TcpSocket::new_v4().unwrap();
+        held.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let e = connect(&held.local_addr().unwrap(), None)
+            .await
+            .unwrap_err();
         assert_eq!(e.etype(), &ConnectRefused);
     }
 }
