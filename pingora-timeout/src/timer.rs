@@ -3,9 +3,11 @@
 //! Deadlines are rounded up to a multiple of [`RESOLUTION`]. All timers that round to the
 //! same tick (per shard) share one slot, so creating a timer usually means finding an
 //! existing slot and bumping its reference count. Registration is sharded by thread, so
-//! threads do not contend with each other; one background thread per manager wakes up every
-//! tick, pops the due slots and wakes their waiters. When no timer is pending the thread parks
-//! instead of ticking.
+//! threads do not contend with each other. One background thread per manager sleeps until
+//! the earliest pending tick, pops the due slots and wakes their waiters: it does not wake on
+//! every tick, so a process whose timers are all far off (idle keep-alive connections, say)
+//! is not woken a hundred times a second. A registration earlier than the thread's planned
+//! wake-up unparks it; with no timer pending it parks until one is registered.
 //!
 //! Guarantee: a timer never fires before its duration has elapsed. It fires at most one tick
 //! late, plus the OS scheduling delay of the timer thread.
@@ -21,7 +23,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::thread::Thread;
@@ -32,6 +34,9 @@ pub use crate::slot::TimerStub;
 /// Width of one tick: the precision of the shared timers.
 pub const RESOLUTION: Duration = Duration::from_millis(10);
 const RESOLUTION_NANOS: u128 = RESOLUTION.as_nanos();
+
+/// [`Inner::next_wake`] of a timer thread with nothing to wait for.
+const NEVER: u64 = u64::MAX;
 
 /// Pending slots of one shard, by tick.
 pub(crate) type SlotMap = BTreeMap<u64, Arc<Slot>>;
@@ -69,8 +74,11 @@ pub(crate) struct Inner {
     id: usize,
     zero: Instant,
     shards: Box<[Arc<Mutex<SlotMap>>]>,
-    /// Set by the timer thread right before it parks for lack of work.
-    idle: AtomicBool,
+    /// The tick the timer thread sleeps until ([`NEVER`]: parked, nothing pending). A new
+    /// slot for an earlier tick unparks the thread.
+    next_wake: AtomicU64,
+    /// Passes of the timer thread (each wake-up), for tests of how often it wakes.
+    passes: AtomicU64,
     paused: AtomicBool,
     clock: Mutex<Option<Clock>>,
 }
@@ -101,7 +109,8 @@ impl TimerManager {
                 id: NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed),
                 zero: Instant::now(),
                 shards: (0..shards).map(|_| Arc::default()).collect(),
-                idle: AtomicBool::new(false),
+                next_wake: AtomicU64::new(NEVER),
+                passes: AtomicU64::new(0),
                 paused: AtomicBool::new(false),
                 clock: Mutex::new(None),
             }),
@@ -149,8 +158,10 @@ impl TimerManager {
         drop(map);
         // A new slot may need a (re)started or unparked timer thread. This runs at most once
         // per tick per shard, so the lock and checks below stay off the per-timer path.
-        let idle = inner.idle.load(Ordering::SeqCst);
-        self.ensure_clock(idle);
+        // Inserted first, read second: the timer thread publishes its plan first and scans
+        // second, so either it sees this slot or this sees its plan (all SeqCst).
+        let earlier = tick < inner.next_wake.load(Ordering::SeqCst);
+        self.ensure_clock(earlier);
         slot
     }
 
@@ -215,29 +226,19 @@ impl Drop for TimerManager {
     }
 }
 
-/// The timer thread: every tick, fire the due slots of every shard.
-fn clock_thread(weak: Weak<Inner>) {
-    let mut due: Vec<Arc<Slot>> = Vec::new();
-    let mut next_tick: Option<Instant> = None;
-    loop {
-        if let Some(at) = next_tick {
-            std::thread::sleep(at.saturating_duration_since(Instant::now()));
-        }
-        let Some(inner) = weak.upgrade() else { return };
-        let elapsed = inner.zero.elapsed();
-        let now_tick = u64::try_from(elapsed.as_nanos() / RESOLUTION_NANOS).unwrap_or(u64::MAX);
-        // Sleep until the start of the next tick (not a fixed period), so lateness stays
-        // within one tick regardless of how long this pass takes.
-        let next_boundary = Duration::from_nanos(
-            (now_tick.saturating_add(1)).saturating_mul(RESOLUTION_NANOS as u64),
-        );
-        next_tick = Some(inner.zero + next_boundary.max(elapsed));
-        if inner.paused.load(Ordering::SeqCst) {
-            continue;
-        }
+impl Inner {
+    /// The earliest tick with a pending slot, or [`NEVER`].
+    fn earliest_pending(&self) -> u64 {
+        self.shards
+            .iter()
+            .filter_map(|s| s.lock().first_key_value().map(|(tick, _)| *tick))
+            .min()
+            .unwrap_or(NEVER)
+    }
 
-        let mut all_empty = true;
-        for shard in inner.shards.iter() {
+    /// Pop and fire every slot due at `now_tick`.
+    fn fire_due(&self, now_tick: u64, due: &mut Vec<Arc<Slot>>) {
+        for shard in self.shards.iter() {
             {
                 let mut map = shard.lock();
                 while let Some(entry) = map.first_entry() {
@@ -246,30 +247,53 @@ fn clock_thread(weak: Weak<Inner>) {
                     }
                     due.push(entry.remove());
                 }
-                all_empty &= map.is_empty();
             }
             // Wake outside the shard lock so registrations are not held up.
             for slot in due.drain(..) {
                 slot.fire();
             }
         }
+    }
 
-        if all_empty {
-            // Park until a registration adds a slot. The re-check after publishing `idle`
-            // pairs with the registrar's insert-then-read-`idle`: one of us sees the other.
-            inner.idle.store(true, Ordering::SeqCst);
-            let still_empty = inner.shards.iter().all(|s| s.lock().is_empty());
-            if still_empty {
-                drop(inner);
-                std::thread::park();
-                next_tick = None;
-                match weak.upgrade() {
-                    Some(inner) => inner.idle.store(false, Ordering::SeqCst),
-                    None => return,
-                }
-            } else {
-                inner.idle.store(false, Ordering::SeqCst);
+    /// When `tick` starts, or `None` if that is beyond what an `Instant` can hold.
+    fn tick_start(&self, tick: u64) -> Option<Instant> {
+        let nanos = u128::from(tick).saturating_mul(RESOLUTION_NANOS);
+        self.zero
+            .checked_add(Duration::from_nanos(u64::try_from(nanos).ok()?))
+    }
+}
+
+/// The timer thread: sleep until the earliest pending tick, fire what is due, repeat.
+fn clock_thread(weak: Weak<Inner>) {
+    let mut due: Vec<Arc<Slot>> = Vec::new();
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        inner.passes.fetch_add(1, Ordering::Relaxed);
+        let now_tick =
+            u64::try_from(inner.zero.elapsed().as_nanos() / RESOLUTION_NANOS).unwrap_or(u64::MAX);
+        let wake_at = if inner.paused.load(Ordering::SeqCst) {
+            // No locks while paused for a fork; look again next tick.
+            now_tick.saturating_add(1)
+        } else {
+            inner.fire_due(now_tick, &mut due);
+            let plan = inner.earliest_pending();
+            inner.next_wake.store(plan, Ordering::SeqCst);
+            // A slot inserted before the plan was published may have been missed by the
+            // scan, and its registrar may have read the old plan: scan again.
+            if inner.earliest_pending() < plan {
+                continue;
             }
+            plan
+        };
+        let deadline = match wake_at {
+            NEVER => None,
+            tick => inner.tick_start(tick),
+        };
+        drop(inner);
+        // An unpark that came before the park is not lost: the park returns at once.
+        match deadline {
+            Some(at) => std::thread::park_timeout(at.saturating_duration_since(Instant::now())),
+            None => std::thread::park(),
         }
     }
 }
@@ -361,11 +385,12 @@ mod tests {
         tm.register_timer(Duration::from_millis(5)).await;
         // Wait (bounded) for the thread to find nothing pending and park.
         let deadline = Instant::now() + Duration::from_secs(2);
-        while !tm.inner.idle.load(Ordering::SeqCst) && Instant::now() < deadline {
+        while tm.inner.next_wake.load(Ordering::SeqCst) != NEVER && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
-        assert!(
-            tm.inner.idle.load(Ordering::SeqCst),
+        assert_eq!(
+            tm.inner.next_wake.load(Ordering::SeqCst),
+            NEVER,
             "timer thread should park when idle"
         );
         let start = Instant::now();
@@ -375,6 +400,36 @@ mod tests {
             took >= Duration::from_millis(20)
                 && took <= Duration::from_millis(20) + RESOLUTION + SLACK
         );
+    }
+
+    #[tokio::test]
+    async fn sleeps_until_the_earliest_deadline_not_every_tick() {
+        let tm = TimerManager::new();
+        let far = tm.register_timer(Duration::from_secs(60));
+        let waker = futures_noop_waker();
+        assert!(Pin::new(&mut tm.register_timer(Duration::from_secs(60)))
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        std::thread::sleep(Duration::from_millis(20));
+        let before = tm.inner.passes.load(Ordering::Relaxed);
+        std::thread::sleep(RESOLUTION * 30);
+        let passes = tm.inner.passes.load(Ordering::Relaxed) - before;
+        // A ticking thread would have made about 30 passes.
+        assert!(
+            passes <= 2,
+            "{passes} wake-ups with only a 60 s timer pending"
+        );
+
+        // A shorter timer registered now must wake the sleeping thread early.
+        let start = Instant::now();
+        tm.register_timer(Duration::from_millis(30)).await;
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(30), "fired early: {took:?}");
+        assert!(
+            took <= Duration::from_millis(30) + RESOLUTION + SLACK,
+            "late: {took:?}"
+        );
+        drop(far);
     }
 
     #[tokio::test]
