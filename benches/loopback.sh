@@ -4,6 +4,7 @@
 #   . "$BENCHES/loopback.sh" <scratch-dir prefix>
 #   mkdir -p "$WORK/www" && <write the files to serve> && start_origin   # sets ORIGIN_PORT
 #   spawn ... & PIDS+=($!)                                              # killed on exit
+#   PROXY_PORT=... H2_PORT=... BIN=... start_proxy ours|nginx|haproxy    # then `$!` is its pid
 
 WORK="$(mktemp -d "/tmp/${1:-pingora-bench}.XXXXXX")"
 PIDS=()
@@ -39,4 +40,34 @@ start_origin() {
     nginx -e "$WORK/origin.error.log" -p "$WORK" -c "$WORK/origin.conf" &
     PIDS+=($!)
     wait_port "$ORIGIN_PORT"
+}
+
+# One proxy in the suite's one-process configuration, in the background (pid in `$!`), in front of
+# the origin: `ours` (BIN, the load_balancer example; the h2c listener on H2_PORT only when H2 is
+# set, so HTTP/1 figures stay comparable), `nginx` or `haproxy`. A RUN_UNDER array, if set, is
+# the command to run it under (valgrind, say).
+start_proxy() {
+    local load
+    load="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/load"
+    local under=("${RUN_UNDER[@]+"${RUN_UNDER[@]}"}")
+    case "$1" in
+    nginx)
+        sed -e "s#@DIR@#$WORK#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" -e "s#@NGINX_PORT@#$PROXY_PORT#g" \
+            -e "s#@NGINX_H2_PORT@#$H2_PORT#g" "$load/proxy.nginx.conf.in" >"$WORK/proxy.conf"
+        "${under[@]}" nginx -e "$WORK/proxy.error.log" -p "$WORK" -c "$WORK/proxy.conf" \
+            >"$WORK/proxy.log" 2>&1 &
+        ;;
+    haproxy)
+        # -db keeps it in the foreground (a single process)
+        sed -e "s#@DIR@#$WORK#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" -e "s#@HAPROXY_PORT@#$PROXY_PORT#g" \
+            -e "s#@HAPROXY_H2_PORT@#$H2_PORT#g" -e "s#@HAPROXY_MAXCONN@#1000#g" \
+            "$load/proxy.haproxy.cfg.in" >"$WORK/haproxy.cfg"
+        "${under[@]}" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/proxy.log" 2>&1 &
+        ;;
+    *)
+        if [ -n "${H2:-}" ]; then export H2C_LISTEN="127.0.0.1:$H2_PORT"; fi
+        UPSTREAMS="127.0.0.1:$ORIGIN_PORT" LISTEN="127.0.0.1:$PROXY_PORT" UPSTREAM_HOST=localhost \
+            "${under[@]}" "$BIN" -c "${CONF:-$load/conf.yaml}" >"$WORK/proxy.log" 2>&1 &
+        ;;
+    esac
 }

@@ -35,30 +35,8 @@ mkdir -p "$WORK/www"
 head -c "$BODY" /dev/zero | tr '\0' 'a' >"$WORK/www/index.html"
 start_origin
 
-case "${PROXY:-ours}" in
-nginx)
-    # the same measurement of the reference proxy (its one-process configuration of the suite)
-    sed -e "s#@DIR@#$WORK#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" -e "s#@NGINX_PORT@#$PROXY_PORT#g" \
-        -e "s#@NGINX_H2_PORT@#$H2_PORT#g" "$HERE/../load/proxy.nginx.conf.in" >"$WORK/proxy.conf"
-    valgrind --tool=callgrind ${VG_OPTS:-} --callgrind-out-file="$WORK/cg.out" \
-        nginx -e "$WORK/proxy.error.log" -p "$WORK" -c "$WORK/proxy.conf" >"$WORK/proxy.log" 2>&1 &
-    ;;
-haproxy)
-    # the suite's one-thread haproxy; -db keeps it in the foreground (a single process)
-    sed -e "s#@DIR@#$WORK#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" -e "s#@HAPROXY_PORT@#$PROXY_PORT#g" \
-        -e "s#@HAPROXY_H2_PORT@#$H2_PORT#g" -e "s#@HAPROXY_MAXCONN@#1000#g" \
-        "$HERE/../load/proxy.haproxy.cfg.in" >"$WORK/haproxy.cfg"
-    valgrind --tool=callgrind ${VG_OPTS:-} --callgrind-out-file="$WORK/cg.out" \
-        haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/proxy.log" 2>&1 &
-    ;;
-*)
-    # the h2c listener only when it is measured, so the HTTP/1 figure stays comparable
-    if [ -n "${H2:-}" ]; then export H2C_LISTEN="127.0.0.1:$H2_PORT"; fi
-    UPSTREAMS="127.0.0.1:$ORIGIN_PORT" LISTEN="127.0.0.1:$PROXY_PORT" UPSTREAM_HOST=localhost \
-        valgrind --tool=callgrind ${VG_OPTS:-} --callgrind-out-file="$WORK/cg.out" \
-        "$BIN" -c "${CONF:-$HERE/../load/conf.yaml}" >"$WORK/proxy.log" 2>&1 &
-    ;;
-esac
+RUN_UNDER=(valgrind --tool=callgrind ${VG_OPTS:-} --callgrind-out-file="$WORK/cg.out")
+start_proxy "${PROXY:-ours}"
 VG=$!
 PIDS+=("$VG")
 wait_port "$PROXY_PORT"

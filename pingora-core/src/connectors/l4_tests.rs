@@ -51,11 +51,7 @@ async fn applies_socket_options() {
 
 #[tokio::test]
 async fn refused_is_retryable_upstream_error() {
-    // Bound but not listening: refuses, and no concurrent test can take the
-    // port (as one could if it were bound and released).
-    let held = tokio::net::TcpSocket::new_v4().expect("socket");
-    held.bind(([127, 0, 0, 1], 0).into()).expect("bind");
-    let addr = held.local_addr().expect("addr");
+    let (_held, addr) = crate::protocols::l4::refusing_socket();
     let e = connect(&BasicPeer::new_from_inet(addr), None)
         .await
         .expect_err("nothing listens");

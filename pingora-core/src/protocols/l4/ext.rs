@@ -112,13 +112,9 @@ mod tests {
         set_tcp_keepalive(&s, &ka).unwrap();
         assert!(SockRef::from(&s).keepalive().unwrap());
         drop(l);
-        // Bound but not listening: refuses, and unlike the port just
-        // released no concurrent test can be handed it.
-        let held = tokio::net::TcpSocket::new_v4().unwrap();
-        held.bind(([127, 0, 0, 1], 0).into()).unwrap();
-        let e = connect(&held.local_addr().unwrap(), None)
-            .await
-            .unwrap_err();
+        // not the port just released: a concurrent test may have been handed it
+        let (_held, refusing) = crate::protocols::l4::refusing_socket();
+        let e = connect(&refusing, None).await.unwrap_err();
         assert_eq!(e.etype(), &ConnectRefused);
     }
 }
