@@ -10,6 +10,17 @@ WORK="$(mktemp -d "/tmp/${1:-pingora-bench}.XXXXXX")"
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    # a graceful shutdown may wait for its grace period: give it 5 s, then end it
+    for _ in $(seq 1 50); do
+        local alive=0 st
+        for p in "${PIDS[@]}"; do
+            # an exited child stays a zombie (state Z) until `wait` below
+            st="$(ps -o stat= -p "$p" 2>/dev/null)" && [ "${st#Z}" = "$st" ] && alive=1
+        done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$WORK"
 }

@@ -52,6 +52,7 @@ mod proxy_h2;
 mod proxy_trait;
 mod service;
 mod session;
+mod write_batching;
 
 pub use proxy_trait::{FailToProxy, ProxyHttp};
 pub use service::{http_proxy, http_proxy_service, http_proxy_service_with_name, HttpProxy};

@@ -189,6 +189,9 @@ where
             "sending request header upstream: {} {}",
             req.method, req.uri
         );
+        if !session.downstream_session.is_http2() {
+            crate::write_batching::before_send().await;
+        }
         if let Err(e) = client.write_request_header(Box::new(req)).await {
             return (false, false, Some(retry_if_stale(e, reused)));
         }
@@ -521,6 +524,9 @@ where
                     .await?;
                 if !switch {
                     frame_response_for_client(&mut header, &client_req.method, client_req.version);
+                }
+                if !session.downstream_session.is_http2() {
+                    crate::write_batching::before_send().await;
                 }
                 session
                     .write_response_header(header, end)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Wake-ups a proxy causes per 1,000 small GETs, in the suite's layout: the proxy on core 0, the
+# origin (nginx) and wrk on core 1. `perf record` of the scheduler's tracepoints over the middle
+# of a wrk run counts, per 1,000 requests:
+#   wake_wrk, wake_origin  sleeping peers on core 1 the proxy woke with its sends;
+#   proxy_sleeps           times core 0 went idle (the proxy waits in epoll_wait);
+#   core1_switches         context switches on core 1 (wrk and the origin taking turns).
+# Every wake-up of a sleeping peer is a context switch on its core and often an interrupt from
+# ours; a proxy that sends in bursts wakes its peers once per burst. The counts move with the
+# machine's load much less than req/s does, so they compare proxies and builds on a noisy VM.
+#
+#   benches/profile/wakeups.sh                      # ours (the release load_balancer example)
+#   PROXY=haproxy benches/profile/wakeups.sh        # or nginx, in the suite's configurations
+#   RUNS=3 PROXIES="ours haproxy" benches/profile/wakeups.sh   # alternate, RUNS rounds
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+command -v perf >/dev/null || { echo "needs perf (apt-get install linux-perf)" >&2; exit 1; }
+LIST="${PROXIES:-${PROXY:-ours}}"
+if [ -z "${NO_BUILD:-}" ] && [ -z "${BIN:-}" ] && [[ " $LIST " == *" ours "* ]]; then
+    (cd "$ROOT" && cargo build --release -q -p pingora-examples --example load_balancer)
+fi
+export BIN="${BIN:-$ROOT/target/release/examples/load_balancer}"
+
+one_run() {
+    # shellcheck source=../loopback.sh
+    . "$HERE/../loopback.sh" pingora-wakeups
+    PROXY_PORT="$(free_port)"; H2_PORT="$(free_port)"
+    mkdir -p "$WORK/www"
+    head -c 1024 /dev/zero | tr '\0' 'a' >"$WORK/www/1k"
+    start_origin
+    local origin="${PIDS[-1]}"
+    for p in "$origin" $(pgrep -P "$origin"); do taskset -a -p -c 1 "$p" >/dev/null; done
+    RUN_UNDER=(taskset -c 0)
+    start_proxy "$1"
+    PIDS+=($!)
+    wait_port "$PROXY_PORT"
+    local url="http://127.0.0.1:$PROXY_PORT/1k"
+    taskset -c 1 wrk -t1 -c50 -d2s "$url" >/dev/null
+    taskset -c 1 wrk -t1 -c50 -d"${DURATION:-4}"s "$url" >"$WORK/wrk.txt" &
+    local wrk=$!
+    sleep 1
+    perf record -q -a -e sched:sched_waking,sched:sched_switch -o "$WORK/perf.data" -- sleep 2 \
+        2>/dev/null
+    wait "$wrk"
+    perf script -i "$WORK/perf.data" 2>/dev/null | python3 "$HERE/wakeups_count.py" "$1" \
+        "$(grep -o 'Requests/sec: *[0-9.]*' "$WORK/wrk.txt" | grep -o '[0-9.]*$')" 2
+}
+
+for _ in $(seq 1 "${RUNS:-1}"); do
+    for proxy in $LIST; do
+        (one_run "$proxy")
+    done
+done

@@ -1,0 +1,77 @@
+//! Grouping the sends of the connections one thread serves.
+//!
+//! A thread that writes each message the moment it is ready spreads its sends over the whole
+//! time it spends on a batch of ready connections. The process at the other end of each socket
+//! (the client, the origin) then tends to be asleep again by the time the next message arrives
+//! and is woken once per message: a context switch on its core, and often an interrupt from
+//! ours. On loopback, where the peers share a core, this doubled the wake-ups we caused per
+//! request compared with haproxy, which reads everything ready before it sends.
+//!
+//! [`before_send`] is the remedy: a head about to be written first lets every other task that is
+//! already runnable on this thread do its own reading and filtering. The writes of the batch
+//! then leave back to back and a sleeping peer is woken once for all of them. The wait is one
+//! pass of the scheduler (the task is queued again after this thread's next non-blocking check
+//! for I/O), so it is microseconds, and it is only taken where a message starts, never per body
+//! chunk.
+//!
+//! Only HTTP/1 clients take it. The streams of an HTTP/2 connection are polled together inside
+//! their connection's task, so their sends are grouped already; there the extra pass cost
+//! requests per second (h2c, 10 connections x 10 streams: 0.93-1.00x haproxy with it, against
+//! 0.96-1.22x without, in the same session).
+
+/// Let the tasks already runnable on this thread run before this one sends.
+///
+/// Uses tokio's yield, which in both runtime flavours puts the task back only after the
+/// runtime has polled for I/O without blocking, behind everything that was ready.
+pub(crate) async fn before_send() {
+    tokio::task::yield_now().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::before_send;
+    use std::sync::{Arc, Mutex};
+
+    /// Two connections ready at once on one thread: the first reaches its send, the second
+    /// does its read before the first's send goes out.
+    async fn two_ready_tasks() -> Vec<&'static str> {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let log = |what| {
+            let order = order.clone();
+            move || order.lock().expect("test lock").push(what)
+        };
+        let (a_read, a_send, b_read, b_send) =
+            (log("a read"), log("a send"), log("b read"), log("b send"));
+        let a = tokio::spawn(async move {
+            a_read();
+            before_send().await;
+            a_send();
+        });
+        let b = tokio::spawn(async move {
+            b_read();
+            before_send().await;
+            b_send();
+        });
+        a.await.expect("task a");
+        b.await.expect("task b");
+        let order = order.lock().expect("test lock").clone();
+        order
+    }
+
+    /// Both reads happen before either send (the order of the sends is the runtime's).
+    fn reads_before_sends(order: &[&str]) {
+        assert_eq!(order.len(), 4, "{order:?}");
+        assert!(order[..2].iter().all(|e| e.ends_with("read")), "{order:?}");
+        assert!(order[2..].iter().all(|e| e.ends_with("send")), "{order:?}");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn sends_wait_for_the_reads_of_ready_tasks_current_thread() {
+        reads_before_sends(&two_ready_tasks().await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn sends_wait_for_the_reads_of_ready_tasks_one_worker() {
+        reads_before_sends(&two_ready_tasks().await);
+    }
+}
