@@ -4,8 +4,8 @@
 //! time it spends on a batch of ready connections. The process at the other end of each socket
 //! (the client, the origin) then tends to be asleep again by the time the next message arrives
 //! and is woken once per message: a context switch on its core, and often an interrupt from
-//! ours. On loopback, where the peers share a core, this doubled the wake-ups we caused per
-//! request compared with haproxy, which reads everything ready before it sends.
+//! ours. On loopback, where the peers share a core, we caused about twice as many wake-ups per
+//! request as haproxy, whose sends leave in bursts.
 //!
 //! [`before_send`] is the remedy: a head about to be written first lets every other task that is
 //! already runnable on this thread do its own reading and filtering. The writes of the batch
