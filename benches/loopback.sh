@@ -4,6 +4,7 @@
 #   . "$BENCHES/loopback.sh" <scratch-dir prefix>
 #   mkdir -p "$WORK/www" && <write the files to serve> && start_origin   # sets ORIGIN_PORT
 #   spawn ... & PIDS+=($!)                                              # killed on exit
+#   example_bin "ours nginx"                                            # sets BIN (builds it)
 #   PROXY_PORT=... H2_PORT=... BIN=... start_proxy ours|nginx|haproxy    # then `$!` is its pid
 
 WORK="$(mktemp -d "/tmp/${1:-pingora-bench}.XXXXXX")"
@@ -51,6 +52,17 @@ start_origin() {
     nginx -e "$WORK/origin.error.log" -p "$WORK" -c "$WORK/origin.conf" &
     PIDS+=($!)
     wait_port "$ORIGIN_PORT"
+}
+
+# Sets BIN: as given, else our release load_balancer example, built first unless NO_BUILD is set
+# or the proxies to measure ($1, a space-separated list, default "ours") do not include ours.
+example_bin() {
+    local root
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    if [ -z "${BIN:-}" ] && [ -z "${NO_BUILD:-}" ] && [[ " ${1:-ours} " == *" ours "* ]]; then
+        (cd "$root" && cargo build --release -q -p pingora-examples --example load_balancer)
+    fi
+    BIN="${BIN:-$root/target/release/examples/load_balancer}"
 }
 
 # One proxy in the suite's one-process configuration, in the background (pid in `$!`), in front of

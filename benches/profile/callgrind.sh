@@ -17,7 +17,6 @@
 # each hot-path change.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
 REQS="${REQS:-5000}"
 CONNS="${CONNS:-50}"
 BODY="${BODY:-1024}"
@@ -25,10 +24,7 @@ OUT="${OUT:-}"
 # shellcheck source=../loopback.sh
 . "$HERE/../loopback.sh" pingora-cg
 
-if [ -z "${NO_BUILD:-}" ]; then
-    (cd "$ROOT" && cargo build --release -q -p pingora-examples --example load_balancer)
-fi
-BIN="${BIN:-$ROOT/target/release/examples/load_balancer}"
+example_bin "${PROXY:-ours}"
 
 PROXY_PORT="$(free_port)"; H2_PORT="$(free_port)"
 mkdir -p "$WORK/www"

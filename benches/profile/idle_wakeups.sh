@@ -6,14 +6,10 @@
 #   BIN=/path/to/another/load_balancer benches/profile/idle_wakeups.sh   # compare two builds
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
 # shellcheck source=../loopback.sh
 . "$HERE/../loopback.sh" pingora-idle-wakeups
 
-if [ -z "${NO_BUILD:-}" ] && [ -z "${BIN:-}" ]; then
-    (cd "$ROOT" && cargo build --release -q -p pingora-examples --example load_balancer)
-fi
-BIN="${BIN:-$ROOT/target/release/examples/load_balancer}"
+example_bin
 
 PROXY_PORT="$(free_port)"; H2_PORT="$(free_port)"
 mkdir -p "$WORK/www"

@@ -8,16 +8,12 @@
 #   H2=1 benches/profile/syscalls.sh               # h2c, 10 connections x 10 streams
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
 REQS="${REQS:-20000}"
 CONNS="${CONNS:-50}"
 # shellcheck source=../loopback.sh
 . "$HERE/../loopback.sh" pingora-syscalls
 
-if [ -z "${NO_BUILD:-}" ] && [ "${PROXY:-ours}" = ours ]; then
-    (cd "$ROOT" && cargo build --release -q -p pingora-examples --example load_balancer)
-fi
-BIN="${BIN:-$ROOT/target/release/examples/load_balancer}"
+example_bin "${PROXY:-ours}"
 
 PROXY_PORT="$(free_port)"; H2_PORT="$(free_port)"
 mkdir -p "$WORK/www"

@@ -14,13 +14,12 @@
 #   RUNS=3 PROXIES="ours haproxy" benches/profile/wakeups.sh   # alternate, RUNS rounds
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
 command -v perf >/dev/null || { echo "needs perf (apt-get install linux-perf)" >&2; exit 1; }
 LIST="${PROXIES:-${PROXY:-ours}}"
-if [ -z "${NO_BUILD:-}" ] && [ -z "${BIN:-}" ] && [[ " $LIST " == *" ours "* ]]; then
-    (cd "$ROOT" && cargo build --release -q -p pingora-examples --example load_balancer)
-fi
-export BIN="${BIN:-$ROOT/target/release/examples/load_balancer}"
+# shellcheck source=../loopback.sh
+. "$HERE/../loopback.sh" pingora-wakeups
+example_bin "$LIST"
+export BIN
 
 one_run() {
     # shellcheck source=../loopback.sh

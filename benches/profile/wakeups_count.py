@@ -7,7 +7,7 @@ The proxy runs on core 0; wrk and the origin (both named so by the kernel) on co
 import re
 import sys
 
-EVENT = re.compile(r"\s*(.*?)\s+(\d+)\s+\[(\d+)\]\s+[\d.]+:\s+sched:(\w+):\s+(.*)")
+EVENT = re.compile(r"\s*.*?\s+\d+\s+\[(\d+)\]\s+[\d.]+:\s+sched:(\w+):\s+(.*)")
 WOKEN = re.compile(r"comm=(.*?) pid=.*target_cpu=(\d+)")
 SWITCH = re.compile(r"prev_comm=.*? ==> next_comm=(.*?) next_pid")
 
@@ -17,7 +17,7 @@ for line in sys.stdin:
     m = EVENT.match(line)
     if not m:
         continue
-    _comm, _pid, cpu, event, detail = m.groups()
+    cpu, event, detail = m.groups()
     cpu = int(cpu)
     if event == "sched_waking" and cpu == 0:
         woken = WOKEN.search(detail)

@@ -189,9 +189,7 @@ where
             "sending request header upstream: {} {}",
             req.method, req.uri
         );
-        if !session.downstream_session.is_http2() {
-            crate::write_batching::before_send().await;
-        }
+        crate::write_batching::before_send_for(&session.downstream_session).await;
         if let Err(e) = client.write_request_header(Box::new(req)).await {
             return (false, false, Some(retry_if_stale(e, reused)));
         }
@@ -525,9 +523,7 @@ where
                 if !switch {
                     frame_response_for_client(&mut header, &client_req.method, client_req.version);
                 }
-                if !session.downstream_session.is_http2() {
-                    crate::write_batching::before_send().await;
-                }
+                crate::write_batching::before_send_for(&session.downstream_session).await;
                 session
                     .write_response_header(header, end)
                     .await

@@ -19,11 +19,21 @@
 //! requests per second (h2c, 10 connections x 10 streams: 0.93-1.00x haproxy with it, against
 //! 0.96-1.22x without, in the same session).
 
+use pingora_core::protocols::http::ServerSession;
+
+/// Before a head is sent for a request of `client`: an HTTP/1 client's request lets the tasks
+/// already runnable on this thread run first; an HTTP/2 client's goes on at once.
+pub(crate) async fn before_send_for(client: &ServerSession) {
+    if !client.is_http2() {
+        before_send().await;
+    }
+}
+
 /// Let the tasks already runnable on this thread run before this one sends.
 ///
 /// Uses tokio's yield, which in both runtime flavours puts the task back only after the
 /// runtime has polled for I/O without blocking, behind everything that was ready.
-pub(crate) async fn before_send() {
+async fn before_send() {
     tokio::task::yield_now().await;
 }
 
