@@ -80,6 +80,19 @@ print(f"\ntargets met over {len(runs)} consecutive runs:")
 for i, t in enumerate(runs[0]["targets"]):
     met = sum(1 for r in runs if i < len(r["targets"]) and r["targets"][i]["met"])
     print(f"  {met}/{len(runs)}  {t['target']}")
+# every round of every run, ours against each proxy measured in the same round
+pooled = {}
+for r in runs:
+    for w, by_other in (r.get("paired_ratios") or {}).items():
+        for other, figures in by_other.items():
+            for key, f in figures.items():
+                pooled.setdefault((w, other, key), []).append(f)
+if pooled:
+    print("\nround by round over all runs (median ratio, rounds with ours ahead):")
+    for (w, other, key), fs in sorted(pooled.items()):
+        values = sorted(v for f in fs for v in f["values"])
+        print(f"  {w:6} {other:14} {key:15} {values[len(values) // 2]:.2f}  "
+              f"ahead {sum(f['ahead'] for f in fs)}/{len(values)}")
 for i, r in enumerate(runs, 1):
     steal = r.get("steal") or {}
     if steal.get("disturbed"):

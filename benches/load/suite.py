@@ -17,7 +17,9 @@ origin (nginx, one worker, static files) and the load generator share core 1. Fo
 it reads the proxy's utime+stime from /proc/<pid>/stat before and after (all threads), resets
 and reads the peak RSS (VmHWM), and parses wrk / h2load output. Figures are the medians over
 the rounds; ratios are ours divided by the other proxy (below 1 is better for CPU, latency and
-memory, above 1 is better for req/s).
+memory, above 1 is better for req/s). Below each table, the same ratios taken round by round
+(median, range, and in how many rounds ours was ahead): the proxies of a round run back to
+back, so these cancel the drift of a noisy machine's speed over the whole run.
 
 On a virtual machine the hypervisor can take CPU away from both cores mid-run (steal time in
 /proc/stat); such a run says more about the neighbours than about the proxy. Each run records
@@ -499,6 +501,7 @@ def run(work, proxies, ports):
                           "user_us_per_req", "sys_us_per_req", "sleeps_per_kreq",
                           "peak_rss_mib", "bytes_per_conn")
             }
+    paired = paired_ratios(runs)
     reuse = None
     if "small" in runs and "ours" in runs["small"]:
         reused = sum(r.get("upstream_reused", 0) for r in runs["small"]["ours"])
@@ -516,6 +519,7 @@ def run(work, proxies, ports):
         "workloads": {w: DESCRIPTIONS[w] for w in workloads},
         "medians": medians,
         "ratios": ratios,
+        "paired_ratios": paired,
         "upstream_reuse_small_get": reuse,
         "steal": steal,
         "runs": runs,
@@ -527,6 +531,36 @@ def run(work, proxies, ports):
     print_table(report)
     print(f"\nJSON: {OUT}")
     return 0
+
+
+PAIRED_KEYS = {"rps": True, "cpu_us_per_req": False, "p99_ms": False}
+
+
+def paired_ratios(runs):
+    """Ours divided by each other proxy round by round: the proxies of one round ran minutes
+    apart at most, while the machine's speed drifts over a suite run, so the ratio within a
+    round cancels most of the drift that the ratio of the medians keeps. For each key: the
+    median and range of the per-round ratios, and in how many rounds ours was ahead (`True` in
+    PAIRED_KEYS: higher is better)."""
+    out = {}
+    for w, by_proxy in runs.items():
+        if w == "idle" or "ours" not in by_proxy:
+            continue
+        out[w] = {}
+        for other, theirs in by_proxy.items():
+            if other == "ours":
+                continue
+            figures = {}
+            for key, higher_better in PAIRED_KEYS.items():
+                rs = [a[key] / b[key] for a, b in zip(by_proxy["ours"], theirs)
+                      if a.get(key) is not None and b.get(key)]
+                if rs:
+                    ahead = sum(1 for r in rs if (r > 1 if higher_better else r < 1))
+                    figures[key] = {"median": statistics.median(rs), "min": min(rs),
+                                    "max": max(rs), "ahead": ahead, "rounds": len(rs),
+                                    "values": rs}
+            out[w][f"ours/{other}"] = figures
+    return out
 
 
 def check_targets(medians):
@@ -593,6 +627,7 @@ def print_table(report):
                   f"{fmt(rt.get('p99_ms'), '8.2f')} {fmt(rt.get('cpu_us_per_req'), '11.2f')} "
                   f"{fmt(rt.get('user_us_per_req'), '6.2f')} {fmt(rt.get('sys_us_per_req'), '6.2f')} "
                   f"{fmt(rt.get('sleeps_per_kreq'), '9.2f')} {fmt(rt.get('peak_rss_mib'), '13.2f')}")
+        print_paired(report["paired_ratios"].get(w, {}))
         print()
     reuse = report["upstream_reuse_small_get"]
     if reuse:
@@ -605,6 +640,16 @@ def print_table(report):
         print("\ntargets (issue 6):")
         for t in report["targets"]:
             print(f"  {'met    ' if t['met'] else 'NOT MET'}  {t['target']}")
+
+
+def print_paired(by_other):
+    """One line per other proxy: the per-round ratios (see paired_ratios)."""
+    names = {"rps": "req/s", "cpu_us_per_req": "CPU", "p99_ms": "p99"}
+    for label, figures in by_other.items():
+        parts = [f"{names[k]} {f['median']:.2f} ({f['min']:.2f}-{f['max']:.2f}, ahead "
+                 f"{f['ahead']}/{f['rounds']})" for k, f in figures.items()]
+        if parts:
+            print(f"{label + ' by round':22} " + "; ".join(parts))
 
 
 if __name__ == "__main__":
