@@ -151,7 +151,8 @@ fn graceful_shutdown_serves_the_grace_period_then_closes_after_the_request() {
     // still accepting, and serving normally, during the grace period
     let mut during = connect(&addr);
     let r = exchange(&mut during, "GET /3 HTTP/1.1\r\n\r\n");
-    assert_eq!(r.header("connection"), Some("keep-alive"));
+    // no `Connection: close`: the connection stays open (HTTP/1.1's default)
+    assert_eq!(r.header("connection"), None);
     // shut down while a request is being served: the grace period (1s)
     // ends during the 500ms request
     std::thread::sleep(Duration::from_millis(700));
@@ -248,7 +249,8 @@ fn keepalive_request_limit_closes_after_the_last_allowed_request() {
 
     let mut c = connect(&addr);
     let r = exchange(&mut c, "GET /1 HTTP/1.1\r\n\r\n");
-    assert_eq!(r.header("connection"), Some("keep-alive"));
+    // reuse, HTTP/1.1's default, goes unannounced
+    assert_eq!(r.header("connection"), None);
     // the persisted settings carry the remaining count to the next request
     let r = exchange(&mut c, "GET /2 HTTP/1.1\r\n\r\n");
     assert_eq!(r.body, b"GET /2 ");

@@ -304,7 +304,40 @@ async fn response_head_uses_the_request_buffer() {
     let out = read_all(c).await;
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
     assert!(out.ends_with("\r\n\r\nhi"), "{out}");
-    assert!(out.contains("Connection: keep-alive\r\n"), "{out}");
+}
+
+/// Reuse is HTTP/1.1's default: a reusable 1.1 exchange carries no `Connection` header, even
+/// one the app put there; once the session decides to close, the client is told.
+#[tokio::test]
+async fn http11_reuse_is_not_announced_and_close_is() {
+    let (mut s, mut c) = session_pair();
+    c.write_all(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    s.read_request().await.unwrap().expect("first request");
+    let mut resp = ok_response(1);
+    resp.insert_header("Connection", "close").unwrap();
+    s.write_response_header(resp).await.unwrap();
+    s.write_body(b"a").await.unwrap();
+    s.finish_body().await.unwrap();
+    let mut s = HttpSession::new(s.reuse().await.unwrap().expect("reused"));
+    c.write_all(b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    s.read_request().await.unwrap().expect("second request");
+    s.set_server_keepalive(None);
+    s.write_response_header(ok_response(1)).await.unwrap();
+    s.write_body(b"b").await.unwrap();
+    s.finish_body().await.unwrap();
+    assert!(s.reuse().await.unwrap().is_none());
+    let out = read_all(c).await;
+    let (first, second) = out.split_once("\r\n\r\na").expect("two responses");
+    assert!(
+        !first.to_ascii_lowercase().contains("connection"),
+        "{first}"
+    );
+    assert!(second.contains("Connection: close\r\n"), "{second}");
+    assert!(second.ends_with("\r\n\r\nb"), "{second}");
 }
 
 #[tokio::test]

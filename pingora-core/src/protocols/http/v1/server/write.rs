@@ -111,8 +111,11 @@ impl HttpSession {
 
     /// Send the response head. Informational (1xx) heads may precede the
     /// final one; anything after the final head is ignored with a warning.
-    /// `Date` is added if missing and `Connection` is set to the session's
-    /// keep-alive decision (use [`Self::set_server_keepalive`] to close).
+    /// `Date` is added if missing and `Connection` follows the session's
+    /// keep-alive decision (use [`Self::set_server_keepalive`] to close):
+    /// `close`, or `keep-alive` for an HTTP/1.0 client; an HTTP/1.1 client
+    /// that may reuse the connection gets no `Connection` header (reuse is
+    /// its default), whatever the app or an upstream put there.
     /// Without `Content-Length`, bodies are chunked for HTTP/1.1 clients and
     /// delimited by closing the connection for HTTP/1.0 ones. A head with a
     /// `Content-Length` body is held back to share a write with the body.
@@ -139,14 +142,22 @@ impl HttpSession {
                 resp.insert_header(header::DATE, date::get_cached_date())?;
             }
             // the session decides reuse (see set_server_keepalive); whatever
-            // Connection value the app or an upstream put there is replaced
-            let value = if self.will_keepalive() {
-                "keep-alive"
+            // Connection value the app or an upstream put there goes
+            if self.will_keepalive() && self.client_is_http11() {
+                // persistence is HTTP/1.1's default: nothing to say, nothing for
+                // the client to parse
+                if resp.has(pingora_http::known::CONNECTION) {
+                    resp.remove_header_named(&header::CONNECTION);
+                }
             } else {
-                "close"
-            };
-            // static: a `&str` value would be copied into a new allocation
-            resp.insert_header(header::CONNECTION, http::HeaderValue::from_static(value))?;
+                let value = if self.will_keepalive() {
+                    "keep-alive"
+                } else {
+                    "close"
+                };
+                // static: a `&str` value would be copied into a new allocation
+                resp.insert_header(header::CONNECTION, http::HeaderValue::from_static(value))?;
+            }
         }
         self.pending_head.clear();
         self.head_room();
@@ -160,6 +171,14 @@ impl HttpSession {
             self.send_now(true).await?;
         }
         Ok(())
+    }
+
+    /// Whether the request being answered is HTTP/1.1 (a client that spoke 1.0, or sent no
+    /// parsable request, is told about reuse explicitly).
+    fn client_is_http11(&self) -> bool {
+        self.request_header
+            .as_ref()
+            .is_some_and(|r| r.version == Version::HTTP_11)
     }
 
     /// Give the response head, when it has no buffer yet, the spare end of the buffer the
