@@ -454,10 +454,13 @@ def run(work, proxies, ports):
     names = list(proxies)
     # workload by workload (idle last: allocators keep the memory it grew, which would inflate
     # the peak RSS of the runs after it), rounds within, the proxy order rotating every round
+    # and each workload starting the rotation one proxy further (the first measurement of a
+    # suite meets a cold origin: not always the same proxy's)
     ordered = [w for w in workloads if w != "idle"] + [w for w in workloads if w == "idle"]
-    for w in ordered:
+    for wi, w in enumerate(ordered):
         for rnd in range(ROUNDS):
-            order = names[rnd % len(names):] + names[:rnd % len(names)]
+            first = (rnd + wi) % len(names)
+            order = names[first:] + names[:first]
             for name in order:
                 px = proxies[name]
                 res = measure_idle(px) if w == "idle" else measure(px, w, ports)
