@@ -74,7 +74,7 @@ for i in $(seq 1 "$REPEAT"); do
     outs+=("$out")
 done
 python3 - "${outs[@]}" <<'PY'
-import json, sys
+import json, statistics, sys
 runs = [json.load(open(p)) for p in sys.argv[1:]]
 print(f"\ntargets met over {len(runs)} consecutive runs:")
 for i, t in enumerate(runs[0]["targets"]):
@@ -90,8 +90,8 @@ for r in runs:
 if pooled:
     print("\nround by round over all runs (median ratio, rounds with ours ahead):")
     for (w, other, key), fs in sorted(pooled.items()):
-        values = sorted(v for f in fs for v in f["values"])
-        print(f"  {w:6} {other:14} {key:15} {values[len(values) // 2]:.2f}  "
+        values = [v for f in fs for v in f["values"]]
+        print(f"  {w:6} {other:14} {key:15} {statistics.median(values):.2f}  "
               f"ahead {sum(f['ahead'] for f in fs)}/{len(values)}")
 for i, r in enumerate(runs, 1):
     steal = r.get("steal") or {}

@@ -4,7 +4,8 @@
 # of a wrk run counts, per 1,000 requests:
 #   wake_wrk, wake_origin  sleeping peers on core 1 the proxy woke with its sends;
 #   proxy_sleeps           times core 0 went idle (the proxy waits in epoll_wait);
-#   core1_switches         context switches on core 1 (wrk and the origin taking turns).
+#   core1_switches         context switches on core 1 (wrk and the origin taking turns);
+# and, on a second line, how much of the time core 0 was idle and how long its idle gaps were.
 # Every wake-up of a sleeping peer is a context switch on its core and often an interrupt from
 # ours; a proxy that sends in bursts wakes its peers once per burst. The counts move with the
 # machine's load much less than req/s does, so they compare proxies and builds on a noisy VM.

@@ -143,18 +143,15 @@ impl HttpSession {
             }
             // the session decides reuse (see set_server_keepalive); whatever
             // Connection value the app or an upstream put there goes
-            if self.will_keepalive() && self.client_is_http11() {
+            let keepalive = self.will_keepalive();
+            if keepalive && self.client_is_http11() {
                 // persistence is HTTP/1.1's default: nothing to say, nothing for
-                // the client to parse
+                // the client to parse (the bit check spares the scan of the names)
                 if resp.has(pingora_http::known::CONNECTION) {
                     resp.remove_header_named(&header::CONNECTION);
                 }
             } else {
-                let value = if self.will_keepalive() {
-                    "keep-alive"
-                } else {
-                    "close"
-                };
+                let value = if keepalive { "keep-alive" } else { "close" };
                 // static: a `&str` value would be copied into a new allocation
                 resp.insert_header(header::CONNECTION, http::HeaderValue::from_static(value))?;
             }
