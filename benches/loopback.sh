@@ -6,6 +6,7 @@
 #   spawn ... & PIDS+=($!)                                              # killed on exit
 #   example_bin "ours nginx"                                            # sets BIN (builds it)
 #   PROXY_PORT=... H2_PORT=... BIN=... start_proxy ours|nginx|haproxy    # then `$!` is its pid
+#   start_suite_layout ours|nginx|haproxy    # both of the above, pinned as in the suite
 
 WORK="$(mktemp -d "/tmp/${1:-pingora-bench}.XXXXXX")"
 PIDS=()
@@ -93,4 +94,24 @@ start_proxy() {
             "${under[@]}" "$BIN" -c "${CONF:-$load/conf.yaml}" >"$WORK/proxy.log" 2>&1 &
         ;;
     esac
+}
+
+# The suite's layout for one proxy and small GETs: the origin (serving /1k, a 1 KiB file) pinned
+# to core 1 with the load generator, the proxy ($1) pinned to core 0, warmed up by 2 s of wrk.
+# Sets ORIGIN_WORKER (the origin's worker pid), PROXY_PID and URL.
+start_suite_layout() {
+    PROXY_PORT="$(free_port)"; H2_PORT="$(free_port)"
+    mkdir -p "$WORK/www"
+    head -c 1024 /dev/zero | tr '\0' 'a' >"$WORK/www/1k"
+    start_origin
+    local origin="${PIDS[-1]}" p
+    for p in "$origin" $(pgrep -P "$origin"); do taskset -a -p -c 1 "$p" >/dev/null; done
+    ORIGIN_WORKER="$(pgrep -P "$origin" | head -1)"
+    RUN_UNDER=(taskset -c 0)
+    start_proxy "$1"
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    wait_port "$PROXY_PORT"
+    URL="http://127.0.0.1:$PROXY_PORT/1k"
+    taskset -c 1 wrk -t1 -c50 -d2s "$URL" >/dev/null
 }

@@ -21,28 +21,15 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 one_run() {
     # shellcheck source=../loopback.sh
     . "$HERE/../loopback.sh" pingora-peers
-    PROXY_PORT="$(free_port)"; H2_PORT="$(free_port)"
-    mkdir -p "$WORK/www"
-    head -c 1024 /dev/zero | tr '\0' 'a' >"$WORK/www/1k"
-    start_origin
-    local origin="${PIDS[-1]}" worker
-    for p in "$origin" $(pgrep -P "$origin"); do taskset -a -p -c 1 "$p" >/dev/null; done
-    worker="$(pgrep -P "$origin" | head -1)"
-    RUN_UNDER=(taskset -c 0)
-    start_proxy "$1"
-    local proxy=$!
-    PIDS+=("$proxy")
-    wait_port "$PROXY_PORT"
-    local url="http://127.0.0.1:$PROXY_PORT/1k"
-    taskset -c 1 wrk -t1 -c50 -d2s "$url" >/dev/null
-    # wrk's own CPU is read from its exit status line: run it under a shell that reports it
+    start_suite_layout "$1"
+    # wrk's CPU: the children's user and system time that `times` reports in the shell running it
     local o0 p0 o1 p1 times
-    o0="$(ticks "$worker")"; p0="$(ticks "$proxy")"
+    o0="$(ticks "$ORIGIN_WORKER")"; p0="$(ticks "$PROXY_PID")"
     nstat -n >/dev/null
-    times="$(taskset -c 1 bash -c "wrk -t1 -c50 -d${DURATION:-4}s $url >$WORK/wrk.txt; times" \
+    times="$(taskset -c 1 bash -c "wrk -t1 -c50 -d${DURATION:-4}s $URL >$WORK/wrk.txt; times" \
         | tail -1)"
     nstat >"$WORK/nstat.txt"
-    o1="$(ticks "$worker")"; p1="$(ticks "$proxy")"
+    o1="$(ticks "$ORIGIN_WORKER")"; p1="$(ticks "$PROXY_PID")"
     python3 - "$1" "$WORK/wrk.txt" "$WORK/nstat.txt" "$times" "$o0" "$o1" "$p0" "$p1" \
         "$(getconf CLK_TCK)" <<'PY'
 import re, sys

@@ -25,19 +25,8 @@ export BIN
 one_run() {
     # shellcheck source=../loopback.sh
     . "$HERE/../loopback.sh" pingora-wakeups
-    PROXY_PORT="$(free_port)"; H2_PORT="$(free_port)"
-    mkdir -p "$WORK/www"
-    head -c 1024 /dev/zero | tr '\0' 'a' >"$WORK/www/1k"
-    start_origin
-    local origin="${PIDS[-1]}"
-    for p in "$origin" $(pgrep -P "$origin"); do taskset -a -p -c 1 "$p" >/dev/null; done
-    RUN_UNDER=(taskset -c 0)
-    start_proxy "$1"
-    PIDS+=($!)
-    wait_port "$PROXY_PORT"
-    local url="http://127.0.0.1:$PROXY_PORT/1k"
-    taskset -c 1 wrk -t1 -c50 -d2s "$url" >/dev/null
-    taskset -c 1 wrk -t1 -c50 -d"${DURATION:-4}"s "$url" >"$WORK/wrk.txt" &
+    start_suite_layout "$1"
+    taskset -c 1 wrk -t1 -c50 -d"${DURATION:-4}"s "$URL" >"$WORK/wrk.txt" &
     local wrk=$!
     sleep 1
     perf record -q -a -e sched:sched_waking,sched:sched_switch -o "$WORK/perf.data" -- sleep 2 \
