@@ -10,9 +10,8 @@
 //! [`before_send`] is the remedy: a head about to be written first lets every other task that is
 //! already runnable on this thread do its own reading and filtering. The writes of the batch
 //! then leave back to back and a sleeping peer is woken once for all of them. The wait is one
-//! pass of the scheduler (the task is queued again after this thread's next non-blocking check
-//! for I/O), so it is microseconds, and it is only taken where a message starts, never per body
-//! chunk.
+//! pass of the run queue (the task goes to its back), so it is microseconds, and it is only
+//! taken where a message starts, never per body chunk.
 //!
 //! Only HTTP/1 clients take it. The streams of an HTTP/2 connection are polled together inside
 //! their connection's task, so their sends are grouped already; there the extra pass cost
@@ -20,6 +19,9 @@
 //! 0.96-1.22x without, in the same session).
 
 use pingora_core::protocols::http::ServerSession;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// Before a head is sent for a request of `client`: an HTTP/1 client's request lets the tasks
 /// already runnable on this thread run first; an HTTP/2 client's goes on at once.
@@ -31,10 +33,31 @@ pub(crate) async fn before_send_for(client: &ServerSession) {
 
 /// Let the tasks already runnable on this thread run before this one sends.
 ///
-/// Uses tokio's yield, which in both runtime flavours puts the task back only after the
-/// runtime has polled for I/O without blocking, behind everything that was ready.
-async fn before_send() {
-    tokio::task::yield_now().await;
+/// The task wakes itself and returns `Pending` once. A task woken during its own poll goes to
+/// the back of its thread's run queue, behind everything already runnable, in both runtime
+/// flavours (tokio treats it as a yield: never the LIFO slot). `tokio::task::yield_now` is not
+/// used: it defers the task until the runtime has polled for I/O, which costs an `epoll_wait`
+/// per scheduler pass (1.27 per small GET, against haproxy's 0.37 in all).
+fn before_send() -> RequeueOnce {
+    RequeueOnce { queued: false }
+}
+
+/// See [`before_send`].
+struct RequeueOnce {
+    queued: bool,
+}
+
+impl Future for RequeueOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.queued {
+            return Poll::Ready(());
+        }
+        self.queued = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
 }
 
 #[cfg(test)]
