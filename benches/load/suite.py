@@ -49,6 +49,8 @@ NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 # haproxy refuses to start unless 2 * maxconn + 15 fds fit in its limit
 HAPROXY_MAXCONN = max(1000, (NOFILE - 15) // 2)
 IDLE_CONNS = int(os.environ.get("IDLE_CONNS", str(min(10000, (HAPROXY_MAXCONN - 60) // 100 * 100))))
+# the longest wait, from the last idle connection set up, for the RSS to settle (settled_rss)
+IDLE_SETTLE_MAX = float(os.environ.get("IDLE_SETTLE_MAX", "6"))
 WORKLOADS = os.environ.get("WORKLOADS", "small,large,newconn,h2,idle").split(",")
 PROXIES = os.environ.get("PROXIES", "ours,nginx,haproxy").split(",")
 OUT = os.environ.get("OUT", os.path.join(ROOT, "benches", "results", "latest.json"))
@@ -415,15 +417,35 @@ def measure_idle(px):
         line = client.stdout.readline()
         if not line.startswith("READY"):
             raise RuntimeError(f"idle client failed against {px.name}: {line!r}")
-        time.sleep(1.0)
-        held = status_kb(px.pid, "VmRSS")
+        ready = time.monotonic()
+        held = settled_rss(px.pid)
+        settled_after = time.monotonic() - ready
     finally:
         client.stdin.close()
         client.wait(timeout=60)
     time.sleep(1.0)
     return {"connections": IDLE_CONNS, "rss_before_mib": base / 1024,
-            "rss_held_mib": held / 1024,
+            "rss_held_mib": held / 1024, "held_after_s": settled_after,
             "bytes_per_conn": (held - base) * 1024 / IDLE_CONNS}
+
+
+def settled_rss(pid):
+    """The RSS (KiB) of a proxy holding idle connections, once it has settled: the figure is
+    memory per idle connection, not the memory of the requests that opened them, which a proxy
+    may give back a moment later (ours parks a connection 0.5 s after its last request and
+    returns freed memory to the system soon after). Read every 0.25 s from 1 s after the last
+    connection was set up, until five readings in a row (1 s) differ by at most 1% of the RSS,
+    for at most IDLE_SETTLE_MAX seconds; the same rule for every proxy."""
+    time.sleep(1.0)
+    readings = [status_kb(pid, "VmRSS")]
+    deadline = time.monotonic() + IDLE_SETTLE_MAX - 1.0
+    while time.monotonic() < deadline:
+        window = readings[-5:]
+        if len(window) == 5 and max(window) - min(window) <= 0.01 * window[-1]:
+            break
+        time.sleep(0.25)
+        readings.append(status_kb(pid, "VmRSS"))
+    return readings[-1]
 
 
 def steal_note(steal):
@@ -480,6 +502,7 @@ def run(work, proxies, ports):
                 # later rounds reuse memory the allocator kept from the first: the largest
                 # growth is the honest cost of holding the connections
                 medians[w][name]["bytes_per_conn"] = max(r["bytes_per_conn"] for r in rs)
+                medians[w][name]["held_after_s"] = max(r["held_after_s"] for r in rs)
     steals = [r["steal_pct"] for by_proxy in runs.values() for rs in by_proxy.values()
               for r in rs if "steal_pct" in r]
     disturbed = [v for v in steals if v > STEAL_MAX]
@@ -606,10 +629,12 @@ def print_table(report):
         print(f"== {w}: {report['workloads'][w]}"
               + (" (largest growth over the rounds)" if w == "idle" else ""))
         if w == "idle":
-            print(f"{'proxy':14} {'RSS before MiB':>15} {'RSS held MiB':>13} {'bytes/conn':>11}")
+            print(f"{'proxy':14} {'RSS before MiB':>15} {'RSS held MiB':>13} {'bytes/conn':>11} "
+                  f"{'settled s':>10}")
             for name, r in by_proxy.items():
                 print(f"{name:14} {fmt(r['rss_before_mib'], '15.1f')} "
-                      f"{fmt(r['rss_held_mib'], '13.1f')} {fmt(r['bytes_per_conn'], '11.0f')}")
+                      f"{fmt(r['rss_held_mib'], '13.1f')} {fmt(r['bytes_per_conn'], '11.0f')} "
+                      f"{fmt(r.get('held_after_s'), '10.1f')}")
             for label, rt in report["ratios"].get(w, {}).items():
                 print(f"{label:14} {'':15} {'':13} {fmt(rt.get('bytes_per_conn'), '11.2f')}")
             print()
