@@ -106,8 +106,10 @@ unsafe impl GlobalAlloc for Mimalloc {
 
 /// How soon after the last upstream request [`AllocatorPurge`] first gives freed memory back.
 const PURGE_FIRST: Duration = Duration::from_millis(100);
-/// The longest wait between two collections of an idle proxy.
-const PURGE_IDLE_MAX: Duration = Duration::from_secs(5);
+/// The longest wait between two collections of an idle proxy. Also how late, at most, the purge
+/// notices that requests have started again: with 5 s, a burst of new connections could open,
+/// go idle and park inside one wait, and their memory stayed for up to 5 s more.
+const PURGE_IDLE_MAX: Duration = Duration::from_secs(1);
 
 /// Gives the memory freed by connections that went idle back to the system. mimalloc returns
 /// freed memory only 10 s after the free (1 s, times 10 for its arenas), and only from inside
