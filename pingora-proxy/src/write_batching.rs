@@ -19,9 +19,11 @@
 //! 0.96-1.22x without, in the same session).
 
 use pingora_core::protocols::http::ServerSession;
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use tokio::runtime::{Handle, RuntimeFlavor};
 
 /// Before a head is sent for a request of `client`: an HTTP/1 client's request lets the tasks
 /// already runnable on this thread run first; an HTTP/2 client's goes on at once.
@@ -35,11 +37,37 @@ pub(crate) async fn before_send_for(client: &ServerSession) {
 ///
 /// The task wakes itself and returns `Pending` once. A task woken during its own poll goes to
 /// the back of its thread's run queue, behind everything already runnable, in both runtime
-/// flavours (tokio treats it as a yield: never the LIFO slot). `tokio::task::yield_now` is not
-/// used: it defers the task until the runtime has polled for I/O, which costs an `epoll_wait`
-/// per scheduler pass (up to 1.27 per small GET with it, 0.34-0.46 without; haproxy: 0.37).
-fn before_send() -> RequeueOnce {
-    RequeueOnce { queued: false }
+/// flavours (tokio treats it as a yield: never the LIFO slot). `tokio::task::yield_now` defers
+/// the task instead until the runtime has polled for I/O, which costs an `epoll_wait` per
+/// scheduler pass (up to 1.27 per small GET with it, 0.34-0.46 without; haproxy: 0.37).
+///
+/// A work-stealing runtime with more than one worker is the exception: there a task that wakes
+/// itself also rouses a parked worker to come and steal (a futex wake-up, and the batch split
+/// across threads), which `yield_now` does not, so that is what it gets.
+async fn before_send() {
+    if other_workers_are_roused() {
+        tokio::task::yield_now().await;
+    } else {
+        RequeueOnce { queued: false }.await;
+    }
+}
+
+/// Whether this thread runs tasks of a multi-thread runtime with more than one worker. Fixed for
+/// the life of a runtime's thread, so it is looked up once per thread.
+fn other_workers_are_roused() -> bool {
+    thread_local! {
+        static ROUSED: Cell<Option<bool>> = const { Cell::new(None) };
+    }
+    ROUSED.with(|cached| {
+        if let Some(roused) = cached.get() {
+            return roused;
+        }
+        let roused = Handle::try_current().is_ok_and(|h| {
+            h.runtime_flavor() == RuntimeFlavor::MultiThread && h.metrics().num_workers() > 1
+        });
+        cached.set(Some(roused));
+        roused
+    })
 }
 
 /// See [`before_send`].
@@ -62,7 +90,7 @@ impl Future for RequeueOnce {
 
 #[cfg(test)]
 mod tests {
-    use super::before_send;
+    use super::{before_send, other_workers_are_roused};
     use std::sync::{Arc, Mutex};
 
     /// Two connections ready at once on one thread: the first reaches its send, the second
@@ -106,5 +134,33 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn sends_wait_for_the_reads_of_ready_tasks_one_worker() {
         reads_before_sends(&two_ready_tasks().await);
+    }
+
+    /// The self-wake is used where no other worker can be roused by it; a work-stealing runtime
+    /// with two workers gets `yield_now` (asked from a worker thread, where the proxy runs).
+    #[test]
+    fn only_runtimes_with_several_workers_rouse_others() {
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let seen = current.block_on(async {
+            tokio::spawn(async { other_workers_are_roused() })
+                .await
+                .expect("task")
+        });
+        assert!(!seen, "current thread");
+        for (workers, roused) in [(1, false), (2, true)] {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .build()
+                .expect("runtime");
+            let seen = rt.block_on(async {
+                tokio::spawn(async { other_workers_are_roused() })
+                    .await
+                    .expect("task")
+            });
+            assert_eq!(seen, roused, "{workers} worker(s)");
+            rt.shutdown_background();
+        }
     }
 }
