@@ -138,29 +138,29 @@ mod tests {
 
     /// The self-wake is used where no other worker can be roused by it; a work-stealing runtime
     /// with two workers gets `yield_now` (asked from a worker thread, where the proxy runs).
+    /// What `other_workers_are_roused` says on a worker thread of `rt` (where the proxy runs).
+    fn roused_on(rt: tokio::runtime::Runtime) -> bool {
+        let seen = rt.block_on(async {
+            tokio::spawn(async { other_workers_are_roused() })
+                .await
+                .expect("task")
+        });
+        rt.shutdown_background();
+        seen
+    }
+
     #[test]
     fn only_runtimes_with_several_workers_rouse_others() {
         let current = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
-        let seen = current.block_on(async {
-            tokio::spawn(async { other_workers_are_roused() })
-                .await
-                .expect("task")
-        });
-        assert!(!seen, "current thread");
+        assert!(!roused_on(current), "current thread");
         for (workers, roused) in [(1, false), (2, true)] {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(workers)
                 .build()
                 .expect("runtime");
-            let seen = rt.block_on(async {
-                tokio::spawn(async { other_workers_are_roused() })
-                    .await
-                    .expect("task")
-            });
-            assert_eq!(seen, roused, "{workers} worker(s)");
-            rt.shutdown_background();
+            assert_eq!(roused_on(rt), roused, "{workers} worker(s)");
         }
     }
 }
