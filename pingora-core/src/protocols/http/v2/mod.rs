@@ -6,8 +6,14 @@
 //! the peer's window allows (so a slow reader slows the sender instead of
 //! growing buffers), and received data is acknowledged (its window released)
 //! only when the caller takes it, so the peer's sending follows our reading.
+//!
+//! [`hpack`] and [`frame`] are the first parts of an HTTP/2 codec of our
+//! own (header compression, and frames read and written with their checks);
+//! the sessions do not use them yet.
 
 pub mod client;
+pub mod frame;
+pub mod hpack;
 mod protect;
 pub mod server;
 mod write_batch;
