@@ -290,3 +290,44 @@ fn oversized_and_unknown_frames() {
     wire.advance(HEADER_LEN + 3);
     assert_eq!(read_one(wire), Ok(Some(Frame::SettingsAck)));
 }
+
+#[test]
+fn random_bytes_never_panic_or_stall() {
+    // xorshift: failures repeat
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..5_000 {
+        let mut wire = BytesMut::new();
+        for _ in 0..1 + next() % 6 {
+            // a plausible header (known type, small length) with random flags,
+            // stream and payload; sometimes pure noise
+            let len = (next() % 40) as usize;
+            if next() % 5 == 0 {
+                wire.extend((0..len + 9).map(|_| next() as u8));
+                continue;
+            }
+            write_header(
+                len,
+                (next() % 11) as u8,
+                next() as u8,
+                (next() % 4) as u32,
+                &mut wire,
+            );
+            wire.extend((0..len).map(|_| next() as u8));
+        }
+        // every call either consumes a frame, refuses one, or waits for more
+        for _ in 0..100 {
+            let before = wire.len();
+            match read_frame(&mut wire, DEFAULT_MAX_FRAME_SIZE) {
+                Ok(Some(_)) => assert!(wire.len() < before, "round {round}: nothing consumed"),
+                Ok(None) | Err(FrameError::Connection(..)) => break,
+                Err(FrameError::Stream(..)) => assert!(wire.len() < before, "round {round}"),
+            }
+        }
+    }
+}

@@ -338,4 +338,65 @@ mod tests {
         d.decode(&block.freeze(), |f| names.push(f.name)).unwrap();
         assert_eq!(names, ["cccc", "aaaa"]);
     }
+
+    /// A small deterministic generator (xorshift), so that failures repeat.
+    fn rng(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
+    #[test]
+    fn mutated_blocks_never_panic() {
+        // valid blocks of every representation, then bytes flipped, cut,
+        // repeated and spliced in: decoding may fail, never panic, and never
+        // yields more than the list limit allows
+        let mut e = Encoder::new(256);
+        let mut seeds: Vec<Vec<u8>> = C4.iter().map(|(b, _)| unhex(b).to_vec()).collect();
+        for i in 0..20 {
+            let mut block = BytesMut::new();
+            let value = format!("value-{i}-{}", "x".repeat(i * 7));
+            let secret = Field {
+                name: b"authorization",
+                value: value.as_bytes(),
+                sensitive: true,
+            };
+            e.encode(
+                fields(&[(":status", "200"), ("x-name", value.as_str())]),
+                &mut block,
+            );
+            e.encode([secret], &mut block);
+            seeds.push(block.to_vec());
+            e.set_max_table_size(64 + i * 10);
+        }
+        let mut next = rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..20_000 {
+            let mut block = seeds[round % seeds.len()].clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % (block.len() + 1);
+                match next() % 4 {
+                    0 if at < block.len() => block[at] ^= 1 << (next() % 8),
+                    1 => block.truncate(at),
+                    2 => block.insert(at, next() as u8),
+                    _ => {
+                        let other = &seeds[(next() as usize) % seeds.len()];
+                        block.splice(at..at, other.iter().copied());
+                    }
+                }
+            }
+            let mut d = Decoder::new(128);
+            d.set_max_header_list_size(1024);
+            let mut size = 0;
+            let res = d.decode(&Bytes::from(block), |f| {
+                size += f.name.len() + f.value.len() + 32
+            });
+            assert!(
+                size <= 1024,
+                "round {round}: {size} bytes emitted ({res:?})"
+            );
+        }
+    }
 }
