@@ -254,7 +254,8 @@ pub fn read_frame(buf: &mut BytesMut, max_frame_size: u32) -> Result<Option<Fram
     }
     let total = HEADER_LEN + head.len as usize;
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        // no reserve for the announced length: nine bytes claiming a
+        // 16 MiB frame must not make us allocate 16 MiB
         return Ok(None);
     }
     buf.advance(HEADER_LEN);

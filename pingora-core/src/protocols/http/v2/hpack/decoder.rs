@@ -8,7 +8,8 @@ use bytes::Bytes;
 
 /// One decoded header field. Names and values are slices of the header
 /// block or shared with the dynamic table where they can be: only a
-/// Huffman-coded literal is copied.
+/// Huffman-coded literal is copied (and what the table keeps is its own
+/// copy, so that it never holds on to a block).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedField {
     /// The name as it was sent (HTTP/2 requires lower case; checking that
@@ -96,7 +97,12 @@ impl Decoder {
             } else if first & 0xc0 == 0x40 {
                 // literal with incremental indexing
                 let (name, value) = self.literal(block, &mut pos, 6)?;
-                self.table.insert(name.clone(), value.clone());
+                // copies: a slice would keep the whole block (often a large
+                // read buffer) alive for as long as the entry stays
+                self.table.insert(
+                    Bytes::copy_from_slice(&name),
+                    Bytes::copy_from_slice(&value),
+                );
                 DecodedField {
                     name,
                     value,

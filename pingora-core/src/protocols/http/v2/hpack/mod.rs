@@ -249,6 +249,23 @@ mod tests {
     }
 
     #[test]
+    fn the_table_does_not_hold_on_to_blocks() {
+        let mut d = Decoder::new(4096);
+        // C.3.1: a literal with indexing, not Huffman-coded, so the decoder
+        // hands out slices of the block
+        let block = unhex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d");
+        let mut got = Vec::new();
+        d.decode(&block, |f| got.push(f)).unwrap();
+        assert_eq!(got[3].value, "www.example.com");
+        drop(got);
+        assert!(block.is_unique(), "a table entry still refers to the block");
+        // the entry is there all the same
+        let mut got = Vec::new();
+        d.decode(&unhex("be"), |f| got.push(f)).unwrap();
+        assert_eq!(got[0].value, "www.example.com");
+    }
+
+    #[test]
     fn sensitive_fields_are_never_indexed() {
         let mut e = Encoder::default();
         let mut block = BytesMut::new();
