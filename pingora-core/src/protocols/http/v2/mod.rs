@@ -7,11 +7,13 @@
 //! growing buffers), and received data is acknowledged (its window released)
 //! only when the caller takes it, so the peer's sending follows our reading.
 //!
-//! [`hpack`] and [`frame`] are the first parts of an HTTP/2 codec of our
-//! own (header compression, and frames read and written with their checks);
-//! the sessions do not use them yet.
+//! [`hpack`], [`frame`] and [`conn`] are the first parts of an HTTP/2 codec
+//! of our own (header compression; frames read and written with their
+//! checks; the receiving half of a server connection, without I/O); the
+//! sessions do not use them yet.
 
 pub mod client;
+pub mod conn;
 pub mod frame;
 pub mod hpack;
 mod protect;
