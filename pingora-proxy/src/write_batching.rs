@@ -136,8 +136,6 @@ mod tests {
         reads_before_sends(&two_ready_tasks().await);
     }
 
-    /// The self-wake is used where no other worker can be roused by it; a work-stealing runtime
-    /// with two workers gets `yield_now` (asked from a worker thread, where the proxy runs).
     /// What `other_workers_are_roused` says on a worker thread of `rt` (where the proxy runs).
     fn roused_on(rt: tokio::runtime::Runtime) -> bool {
         let seen = rt.block_on(async {
@@ -149,6 +147,8 @@ mod tests {
         seen
     }
 
+    /// The self-wake is used where no other worker can be roused by it; a work-stealing runtime
+    /// with two workers gets `yield_now`.
     #[test]
     fn only_runtimes_with_several_workers_rouse_others() {
         let current = tokio::runtime::Builder::new_current_thread()

@@ -12,6 +12,18 @@
 //! checks; the receiving half of a server connection, without I/O); the
 //! sessions do not use them yet.
 
+/// A deterministic pseudo-random sequence (xorshift64) for the codec's
+/// randomized tests, so that a failure repeats.
+#[cfg(test)]
+pub(crate) fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 pub mod client;
 pub mod conn;
 pub mod frame;

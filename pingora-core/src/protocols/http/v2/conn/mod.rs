@@ -114,8 +114,6 @@ pub struct ConnError {
 struct StreamState {
     /// The client ended its side.
     remote_ended: bool,
-    /// A request head came (another HEADERS frame is trailers).
-    head_seen: bool,
     /// What the client may still send.
     recv_window: i64,
     /// Taken by the application and not yet given back.
@@ -235,12 +233,7 @@ impl ServerConn {
     /// send that much more. Window updates go out once half a window is due,
     /// not for every chunk.
     pub fn release(&mut self, stream_id: u32, n: u32) {
-        self.conn_unreleased = self.conn_unreleased.saturating_add(n);
-        if self.conn_unreleased >= self.config.connection_window / 2 {
-            frame::write_window_update(0, self.conn_unreleased, &mut self.out);
-            self.conn_recv_window += i64::from(self.conn_unreleased);
-            self.conn_unreleased = 0;
-        }
+        self.release_connection(n);
         let half = self.config.stream_window / 2;
         if let Some(stream) = self.streams.get_mut(&stream_id) {
             stream.unreleased = stream.unreleased.saturating_add(n);
@@ -250,6 +243,17 @@ impl ServerConn {
                 stream.recv_window += i64::from(stream.unreleased);
                 stream.unreleased = 0;
             }
+        }
+    }
+
+    /// Give `n` bytes back to the connection's window only (data no stream
+    /// will take).
+    fn release_connection(&mut self, n: u32) {
+        self.conn_unreleased = self.conn_unreleased.saturating_add(n);
+        if self.conn_unreleased >= self.config.connection_window / 2 {
+            frame::write_window_update(0, self.conn_unreleased, &mut self.out);
+            self.conn_recv_window += i64::from(self.conn_unreleased);
+            self.conn_unreleased = 0;
         }
     }
 
@@ -335,17 +339,16 @@ impl ServerConn {
                 end_headers,
                 ..
             } => {
-                let mut block = BytesMut::from(&fragment[..]);
                 if !end_headers {
-                    block.reserve(fragment.len());
+                    // only a block that continues is copied, to be joined
                     self.partial = Some(Partial {
                         stream_id,
-                        block,
+                        block: BytesMut::from(&fragment[..]),
                         end_stream,
                     });
                     return Ok(());
                 }
-                self.on_header_block(stream_id, block.freeze(), end_stream)
+                self.on_header_block(stream_id, fragment, end_stream)
             }
             Frame::Continuation {
                 fragment,
@@ -452,7 +455,7 @@ impl ServerConn {
         };
         if let Some(stream) = self.streams.get(&stream_id) {
             // a second header block on an open stream: trailers
-            if stream.remote_ended || !stream.head_seen {
+            if stream.remote_ended {
                 return conn_err(ErrorCode::STREAM_CLOSED, "HEADERS after the request ended");
             }
             if !end_stream {
@@ -480,7 +483,6 @@ impl ServerConn {
             stream_id,
             StreamState {
                 remote_ended: end_stream,
-                head_seen: true,
                 recv_window: i64::from(self.config.stream_window),
                 unreleased: 0,
                 send_window: i64::from(self.peer_initial_window),
@@ -527,17 +529,17 @@ impl ServerConn {
         match state {
             None => {
                 // a stream that ended or was reset: give the window back at once
-                self.release(0, flow_len);
+                self.release_connection(flow_len);
                 frame::write_rst_stream(stream_id, ErrorCode::STREAM_CLOSED, &mut self.out);
                 return Ok(());
             }
             Some((true, _)) => {
-                self.release(0, flow_len);
+                self.release_connection(flow_len);
                 self.refuse(stream_id, ErrorCode::STREAM_CLOSED);
                 return Ok(());
             }
             Some((false, window)) if window < i64::from(flow_len) => {
-                self.release(0, flow_len);
+                self.release_connection(flow_len);
                 self.refuse(stream_id, ErrorCode::FLOW_CONTROL_ERROR);
                 return Ok(());
             }

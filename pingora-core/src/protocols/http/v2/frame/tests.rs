@@ -293,14 +293,7 @@ fn oversized_and_unknown_frames() {
 
 #[test]
 fn random_bytes_never_panic_or_stall() {
-    // xorshift: failures repeat
-    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = crate::protocols::http::v2::xorshift(0x2545_f491_4f6c_dd1d);
     for round in 0..5_000 {
         let mut wire = BytesMut::new();
         for _ in 0..1 + next() % 6 {

@@ -356,16 +356,6 @@ mod tests {
         assert_eq!(names, ["cccc", "aaaa"]);
     }
 
-    /// A small deterministic generator (xorshift), so that failures repeat.
-    fn rng(mut state: u64) -> impl FnMut() -> u64 {
-        move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        }
-    }
-
     #[test]
     fn mutated_blocks_never_panic() {
         // valid blocks of every representation, then bytes flipped, cut,
@@ -389,7 +379,7 @@ mod tests {
             seeds.push(block.to_vec());
             e.set_max_table_size(64 + i * 10);
         }
-        let mut next = rng(0x9e37_79b9_7f4a_7c15);
+        let mut next = crate::protocols::http::v2::xorshift(0x9e37_79b9_7f4a_7c15);
         for round in 0..20_000 {
             let mut block = seeds[round % seeds.len()].clone();
             for _ in 0..1 + next() % 4 {
