@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use super::{HttpServerApp, ReusedHttpStream};
 use crate::protocols::http::v1::common::stream_digest;
+use crate::protocols::http::v2::frame::ErrorCode;
 use crate::protocols::http::v2::server as h2_server;
 use crate::protocols::http::v2::ResetTracker;
 use crate::protocols::http::ServerSession;
-use crate::protocols::Stream;
+use crate::protocols::{Digest, Stream};
 use crate::server::ShutdownWatch;
 
 /// The connection preface every HTTP/2 client sends first (RFC 9113 §3.4).
@@ -72,19 +73,32 @@ where
         .server_options()
         .map(|o| o.h2_limits)
         .unwrap_or_default();
-    let options = app.h2_options().unwrap_or_else(|| limits.h2_options());
     let digest = Arc::new(*stream_digest(&stream));
-    let mut conn = match h2_server::handshake(stream, Some(options)).await {
-        Ok(c) => c,
-        Err(e) => {
-            debug!("HTTP/2 handshake with a client failed: {e}");
-            return;
-        }
-    };
     let resets = Arc::new(ResetTracker::new(
         limits.max_resets_per_window,
         limits.reset_window,
     ));
+    let mut conn = match app.h2_options() {
+        // the app configured the `h2` crate itself: serve the connection with it
+        Some(options) => match h2_server::handshake(stream, Some(options)).await {
+            Ok(conn) => Downstream::Crate {
+                conn: Box::new(conn),
+                batch: h2_server::WriteBatch::default(),
+                last_host: None,
+            },
+            Err(e) => {
+                debug!("HTTP/2 handshake with a client failed: {e}");
+                return;
+            }
+        },
+        None => {
+            let mut conn = h2_server::Connection::new(stream, h2_server::conn_config(&limits));
+            conn.set_reset_tracker(resets.clone());
+            // the streams are polled on this task, right before the connection
+            conn.set_driver_inline(true);
+            Downstream::Codec(conn)
+        }
+    };
     let mut shutdown_rx = shutdown.clone();
     // one wait for the shutdown signal for the whole connection: a fresh one
     // per accepted stream registered (and dropped) a waiter every time
@@ -92,17 +106,13 @@ where
     let mut shutdown_signal = ShutdownSignal::new(shutdown, shutdown_wait);
     let mut going_away = *shutdown.borrow();
     if going_away {
-        conn.graceful_shutdown();
+        conn.go_away(false);
     }
     let run_stream = |session: h2_server::HttpSession| {
         let session = ServerSession::new_http2(session);
         AssertUnwindSafe(app.process_new_http(session, shutdown)).catch_unwind()
     };
     let mut streams = FuturesUnordered::new();
-    // the connection's writes, gathered over each poll (see `WriteBatch`)
-    let mut batch = h2_server::WriteBatch::default();
-    // the `Host` value of the previous stream, shared with the next one
-    let mut last_host = None;
     // after an abusive client got its GOAWAY, give the connection this long
     // to flush it before dropping it
     let mut abort_deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
@@ -129,19 +139,11 @@ where
                     }
                 }
                 poll_streams(&mut streams, cx);
-                let (req, send_response) =
-                    match ready!(h2_server::poll_accept_stream(&mut conn, &mut batch, cx)) {
-                        Ok(Some(accepted)) => accepted,
-                        Ok(None) => return Poll::Ready(ConnEvent::Closed),
-                        Err(e) => return Poll::Ready(ConnEvent::Failed(e)),
-                    };
-                let mut session = h2_server::HttpSession::new_with_host(
-                    req,
-                    send_response,
-                    digest.clone(),
-                    &mut last_host,
-                );
-                session.set_reset_tracker(resets.clone());
+                let mut session = match ready!(conn.poll_session(cx, &digest, &resets)) {
+                    Ok(Some(session)) => session,
+                    Ok(None) => return Poll::Ready(ConnEvent::Closed),
+                    Err(e) => return Poll::Ready(ConnEvent::Failed(e)),
+                };
                 // a stream cancelled before it started costs nothing more
                 if !session.poll_client_reset() && abort_deadline.is_none() {
                     streams.push(run_stream(session));
@@ -155,7 +157,7 @@ where
         match event {
             ConnEvent::Shutdown => {
                 debug!("shutting down: GOAWAY to an HTTP/2 client");
-                conn.graceful_shutdown();
+                conn.go_away(false);
                 going_away = true;
             }
             ConnEvent::TooManyResets => {
@@ -163,7 +165,7 @@ where
                     "HTTP/2 client reset more than {} streams in {:?}: GOAWAY",
                     limits.max_resets_per_window, limits.reset_window
                 );
-                conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                conn.go_away(true);
                 going_away = true;
                 abort_deadline = Some(Box::pin(tokio::time::sleep(Duration::from_secs(1))));
             }
@@ -179,6 +181,72 @@ where
     drop(conn);
     while let Some(done) = streams.next().await {
         log_panic(done);
+    }
+}
+
+/// A downstream connection, served by our codec or by the `h2` crate.
+enum Downstream {
+    /// The `h2` crate's server, for apps that configure it.
+    Crate {
+        /// Boxed: the rare kind, and much larger than ours.
+        conn: Box<h2_server::H2Connection<Stream>>,
+        /// The connection's writes, gathered over each poll (see `WriteBatch`).
+        batch: h2_server::WriteBatch,
+        /// The `Host` value of the previous stream, shared with the next one.
+        last_host: Option<http::HeaderValue>,
+    },
+    /// Our codec.
+    Codec(h2_server::Connection),
+}
+
+impl Downstream {
+    /// The next request, as a session; `Ok(None)` when the connection is over.
+    fn poll_session(
+        &mut self,
+        cx: &mut Context<'_>,
+        digest: &Arc<Digest>,
+        resets: &Arc<ResetTracker>,
+    ) -> Poll<pingora_error::Result<Option<h2_server::HttpSession>>> {
+        match self {
+            Downstream::Crate {
+                conn,
+                batch,
+                last_host,
+            } => {
+                let Some((req, send_response)) =
+                    ready!(h2_server::poll_accept_stream(conn, batch, cx))?
+                else {
+                    return Poll::Ready(Ok(None));
+                };
+                let mut session = h2_server::HttpSession::new_with_host(
+                    req,
+                    send_response,
+                    digest.clone(),
+                    last_host,
+                );
+                session.set_reset_tracker(resets.clone());
+                Poll::Ready(Ok(Some(session)))
+            }
+            // the connection counts client resets itself
+            Downstream::Codec(conn) => {
+                let accepted = ready!(conn.poll_accept(cx))?;
+                let session =
+                    accepted.map(|a| h2_server::HttpSession::from_codec(a, digest.clone()));
+                Poll::Ready(Ok(session))
+            }
+        }
+    }
+
+    /// GOAWAY: graceful (open streams finish), or for an abusive client.
+    fn go_away(&mut self, abuse: bool) {
+        match (self, abuse) {
+            (Downstream::Crate { conn, .. }, false) => conn.graceful_shutdown(),
+            (Downstream::Crate { conn, .. }, true) => {
+                conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM)
+            }
+            (Downstream::Codec(conn), false) => conn.go_away(ErrorCode::NO_ERROR),
+            (Downstream::Codec(conn), true) => conn.go_away(ErrorCode::ENHANCE_YOUR_CALM),
+        }
     }
 }
 

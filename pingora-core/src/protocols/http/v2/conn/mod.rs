@@ -1,23 +1,43 @@
 //! The server side of an HTTP/2 connection, without I/O: the client's bytes
 //! go in ([`ServerConn::recv`]), request events and the bytes to send back
-//! come out ([`ServerConn::poll_event`], [`ServerConn::take_output`]).
+//! come out ([`ServerConn::poll_event`], [`ServerConn::output_slices`]).
 //!
-//! This is the receiving half: the preface, SETTINGS, PING, GOAWAY, header
-//! blocks across CONTINUATION frames, stream-id and concurrency rules, and
-//! flow control of what the client sends (windows are given back as the
-//! application takes the data, see [`ServerConn::release`]). Sending
-//! responses is the next layer.
+//! Receiving: the preface, SETTINGS, PING, GOAWAY, header blocks across
+//! CONTINUATION frames, stream-id and concurrency rules, and flow control of
+//! what the client sends (windows are given back as the application takes
+//! the data, see [`ServerConn::release`]).
+//!
+//! Sending: response heads and trailers ([`ServerConn::send_headers`]) and
+//! bodies ([`ServerConn::send_data`]) as the client's windows and our output
+//! buffer allow; large body chunks are queued uncopied, so that the output is
+//! a list of slices for one vectored write. Graceful shutdown:
+//! [`ServerConn::go_away`].
+
+mod send;
+
+pub use super::hpack::Field;
+pub use send::SendError;
 
 use super::frame::{self, ErrorCode, Frame, FrameError, Settings, MAX_WINDOW_SIZE};
-use super::hpack::{DecodedField, Decoder, HpackError};
+use super::hpack::{DecodedField, Decoder, Encoder, HpackError};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// What every client sends first (RFC 9113 §3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The window every stream and the connection start with.
 const DEFAULT_WINDOW: u32 = 65_535;
+
+/// The largest HPACK table we keep for the client's decoder, whatever it
+/// allows: a larger one costs memory for little gain.
+const MAX_ENCODER_TABLE: u32 = 4096;
+
+/// How many streams we reset are remembered, so that the frames the client
+/// sent on them before it saw the reset are ignored, not taken for a
+/// protocol violation.
+const RECENT_RESETS: usize = 64;
 
 /// What we tell the client, and hold it to.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +52,11 @@ pub struct ConnConfig {
     pub max_frame_size: u32,
     /// The largest header list we accept.
     pub max_header_list_size: u32,
+    /// Output bytes queued for the socket at which [`ServerConn::send_data`]
+    /// stops taking more: a slow reader bounds our memory, not the window.
+    pub max_send_buffer: usize,
+    /// Accept extended CONNECT (RFC 8441, e.g. WebSocket over HTTP/2).
+    pub enable_connect_protocol: bool,
 }
 
 impl Default for ConnConfig {
@@ -42,6 +67,8 @@ impl Default for ConnConfig {
             connection_window: 1 << 22,
             max_frame_size: frame::DEFAULT_MAX_FRAME_SIZE,
             max_header_list_size: 64 << 10,
+            max_send_buffer: 256 * 1024,
+            enable_connect_protocol: false,
         }
     }
 }
@@ -91,6 +118,14 @@ pub enum Event {
         /// Why.
         code: ErrorCode,
     },
+    /// We reset the stream for the client's misuse of it (flow control,
+    /// frames after its end): its request will not complete.
+    StreamError {
+        /// Its stream.
+        stream_id: u32,
+        /// The code sent.
+        code: ErrorCode,
+    },
     /// The client is closing the connection.
     GoAway {
         /// The last stream it will process (meaningless for a server, which
@@ -120,6 +155,8 @@ struct StreamState {
     unreleased: u32,
     /// What we may still send.
     send_window: i64,
+    /// We ended our side (the response is complete).
+    local_ended: bool,
 }
 
 /// A header block waiting for its CONTINUATION frames.
@@ -130,23 +167,43 @@ struct Partial {
     end_stream: bool,
 }
 
-/// The receiving half of a server connection; see the module docs.
+/// A server connection without I/O; see the module docs.
 #[derive(Debug)]
 pub struct ServerConn {
     config: ConnConfig,
     preface_seen: bool,
     settings_seen: bool,
     decoder: Decoder,
+    encoder: Encoder,
+    /// Where a header block is encoded before it is framed (kept to reuse
+    /// its allocation).
+    block: BytesMut,
     peer_initial_window: u32,
     peer_max_frame_size: u32,
-    streams: HashMap<u32, StreamState>,
+    streams: StreamMap<StreamState>,
     /// The highest stream id the client has used.
     last_stream_id: u32,
+    /// The highest stream id we accepted (what a GOAWAY of ours names).
+    last_accepted_id: u32,
+    /// Streams we reset lately, newest last (see [`RECENT_RESETS`]).
+    recent_resets: VecDeque<u32>,
     partial: Option<Partial>,
     conn_recv_window: i64,
     conn_unreleased: u32,
     conn_send_window: i64,
+    /// Output not sealed yet: small frames are written here, and it is
+    /// sealed into `chunks` before an uncopied body chunk, so the order is
+    /// `chunks` then `out`.
     out: BytesMut,
+    /// Sealed output, oldest first.
+    chunks: VecDeque<Bytes>,
+    /// The bytes in `chunks`.
+    chunks_len: usize,
+    /// A send window grew or output was drained since the application last
+    /// asked.
+    window_grew: bool,
+    /// The code of the GOAWAY [`ServerConn::go_away`] sent.
+    going_away: Option<ErrorCode>,
     events: VecDeque<Event>,
     failed: Option<ConnError>,
 }
@@ -162,6 +219,7 @@ impl ServerConn {
             max_frame_size: Some(config.max_frame_size),
             max_header_list_size: Some(config.max_header_list_size),
             enable_push: Some(false),
+            enable_connect_protocol: config.enable_connect_protocol.then_some(true),
             ..Default::default()
         }
         .write(&mut out);
@@ -176,15 +234,23 @@ impl ServerConn {
             preface_seen: false,
             settings_seen: false,
             decoder,
+            encoder: Encoder::new(MAX_ENCODER_TABLE as usize),
+            block: BytesMut::new(),
             peer_initial_window: DEFAULT_WINDOW,
             peer_max_frame_size: frame::DEFAULT_MAX_FRAME_SIZE,
-            streams: HashMap::new(),
+            streams: StreamMap::default(),
             last_stream_id: 0,
+            last_accepted_id: 0,
+            recent_resets: VecDeque::new(),
             partial: None,
             conn_recv_window: i64::from(conn_window),
             conn_unreleased: 0,
             conn_send_window: i64::from(DEFAULT_WINDOW),
             out,
+            chunks: VecDeque::new(),
+            chunks_len: 0,
+            window_grew: false,
+            going_away: None,
             events: VecDeque::new(),
             failed: None,
         }
@@ -208,12 +274,6 @@ impl ServerConn {
     /// The next event, in the order the client caused them.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
-    }
-
-    /// The bytes to send to the client (settings, acknowledgements, window
-    /// updates, resets, GOAWAY), emptied.
-    pub fn take_output(&mut self) -> BytesMut {
-        self.out.split()
     }
 
     /// The largest frame payload the client accepts.
@@ -257,15 +317,27 @@ impl ServerConn {
         }
     }
 
-    /// The exchange on `stream_id` is over on our side: forget the stream.
+    /// The application is done with `stream_id`: forget it. If the exchange
+    /// is not complete, the client is told to stop: an unfinished response
+    /// is cancelled (CANCEL); after a complete one, the rest of the request
+    /// body is declined (NO_ERROR, RFC 9113 §8.1).
     pub fn close_stream(&mut self, stream_id: u32) {
-        self.streams.remove(&stream_id);
+        // a stream ended on both sides has left the map already
+        let Some(stream) = self.streams.get(&stream_id) else {
+            return;
+        };
+        let code = if stream.local_ended {
+            ErrorCode::NO_ERROR
+        } else {
+            ErrorCode::CANCEL
+        };
+        self.reset(stream_id, code);
     }
 
     /// Reset `stream_id` with `code` and forget it.
     pub fn reset_stream(&mut self, stream_id: u32, code: ErrorCode) {
-        if self.streams.remove(&stream_id).is_some() {
-            frame::write_rst_stream(stream_id, code, &mut self.out);
+        if self.streams.contains_key(&stream_id) {
+            self.reset(stream_id, code);
         }
     }
 
@@ -401,6 +473,10 @@ impl ServerConn {
         if let Some(size) = s.max_frame_size {
             self.peer_max_frame_size = size;
         }
+        if let Some(size) = s.header_table_size {
+            self.encoder
+                .set_max_table_size(size.min(MAX_ENCODER_TABLE) as usize);
+        }
         if let Some(window) = s.initial_window_size {
             // the change applies to every open stream's window (RFC 9113 §6.9.2)
             let delta = i64::from(window) - i64::from(self.peer_initial_window);
@@ -411,6 +487,9 @@ impl ServerConn {
                 }
             }
             self.peer_initial_window = window;
+            if delta > 0 {
+                self.window_grew = true;
+            }
         }
         frame::write_settings_ack(&mut self.out);
         Ok(())
@@ -425,6 +504,7 @@ impl ServerConn {
                     "connection window above 2^31-1",
                 );
             }
+            self.window_grew = true;
             return Ok(());
         }
         if stream_id > self.last_stream_id {
@@ -434,6 +514,8 @@ impl ServerConn {
             stream.send_window += i64::from(increment);
             if stream.send_window > i64::from(MAX_WINDOW_SIZE) {
                 self.refuse(stream_id, ErrorCode::FLOW_CONTROL_ERROR);
+            } else {
+                self.window_grew = true;
             }
         }
         Ok(())
@@ -454,17 +536,18 @@ impl ServerConn {
             Err(_) => return conn_err(ErrorCode::COMPRESSION_ERROR, "header block undecodable"),
         };
         if let Some(stream) = self.streams.get(&stream_id) {
-            // a second header block on an open stream: trailers
+            // a second header block on an open stream: trailers, which must
+            // end it; a block after the end is a stream error (half-closed
+            // remote, RFC 9113 §5.1)
             if stream.remote_ended {
-                return conn_err(ErrorCode::STREAM_CLOSED, "HEADERS after the request ended");
+                self.refuse(stream_id, ErrorCode::STREAM_CLOSED);
+                return Ok(());
             }
             if !end_stream {
                 self.refuse(stream_id, ErrorCode::PROTOCOL_ERROR);
                 return Ok(());
             }
-            if let Some(stream) = self.streams.get_mut(&stream_id) {
-                stream.remote_ended = true;
-            }
+            self.remote_end(stream_id);
             self.events.push_back(Event::Trailers { stream_id, fields });
             return Ok(());
         }
@@ -472,13 +555,21 @@ impl ServerConn {
             return conn_err(ErrorCode::PROTOCOL_ERROR, "client stream id even");
         }
         if stream_id <= self.last_stream_id {
+            // the client may have sent it before it saw our reset (trailers
+            // of a refused upload): ignored (RFC 9113 §5.1, "closed")
+            if self.recent_resets.contains(&stream_id) {
+                return Ok(());
+            }
             return conn_err(ErrorCode::STREAM_CLOSED, "HEADERS on a closed stream");
         }
         self.last_stream_id = stream_id;
-        if self.streams.len() >= self.config.max_concurrent_streams as usize {
-            frame::write_rst_stream(stream_id, ErrorCode::REFUSED_STREAM, &mut self.out);
+        if self.going_away.is_some()
+            || self.streams.len() >= self.config.max_concurrent_streams as usize
+        {
+            self.refuse(stream_id, ErrorCode::REFUSED_STREAM);
             return Ok(());
         }
+        self.last_accepted_id = stream_id;
         self.streams.insert(
             stream_id,
             StreamState {
@@ -486,6 +577,7 @@ impl ServerConn {
                 recv_window: i64::from(self.config.stream_window),
                 unreleased: 0,
                 send_window: i64::from(self.peer_initial_window),
+                local_ended: false,
             },
         );
         self.events.push_back(if too_large {
@@ -528,9 +620,10 @@ impl ServerConn {
             .map(|s| (s.remote_ended, s.recv_window));
         match state {
             None => {
-                // a stream that ended or was reset: give the window back at once
+                // a stream that ended or was reset (the client may have sent
+                // this before it saw our reset): give the window back at
+                // once, and ignore it (RFC 9113 §5.1, "closed")
                 self.release_connection(flow_len);
-                frame::write_rst_stream(stream_id, ErrorCode::STREAM_CLOSED, &mut self.out);
                 return Ok(());
             }
             Some((true, _)) => {
@@ -547,7 +640,9 @@ impl ServerConn {
         }
         if let Some(stream) = self.streams.get_mut(&stream_id) {
             stream.recv_window -= i64::from(flow_len);
-            stream.remote_ended = end_stream;
+        }
+        if end_stream {
+            self.remote_end(stream_id);
         }
         // padding is not the application's to release: release it here
         let padding = flow_len - data.len() as u32;
@@ -562,10 +657,70 @@ impl ServerConn {
         Ok(())
     }
 
-    /// Reset a stream the client misused, and forget it.
+    /// The client ended its side of `stream_id`; a stream ended on both
+    /// sides is forgotten, which frees its place among the open streams.
+    fn remote_end(&mut self, stream_id: u32) {
+        if let Some(stream) = self.streams.get_mut(&stream_id) {
+            stream.remote_ended = true;
+            if stream.local_ended {
+                self.streams.remove(&stream_id);
+            }
+        }
+    }
+
+    /// Reset `stream_id`, which the client misused or which is refused,
+    /// and tell the application.
     fn refuse(&mut self, stream_id: u32, code: ErrorCode) {
+        if self.streams.contains_key(&stream_id) {
+            // the application may be waiting for the rest of the request
+            self.events
+                .push_back(Event::StreamError { stream_id, code });
+        }
+        self.reset(stream_id, code);
+    }
+
+    /// Reset `stream_id` and forget it; frames still in flight for it are
+    /// ignored.
+    fn reset(&mut self, stream_id: u32, code: ErrorCode) {
         self.streams.remove(&stream_id);
+        if self.failed.is_some() {
+            // only the GOAWAY matters now
+            return;
+        }
         frame::write_rst_stream(stream_id, code, &mut self.out);
+        if self.recent_resets.len() == RECENT_RESETS {
+            self.recent_resets.pop_front();
+        }
+        self.recent_resets.push_back(stream_id);
+    }
+}
+
+/// A map keyed by stream id.
+pub(crate) type StreamMap<V> = HashMap<u32, V, BuildHasherDefault<StreamIdHasher>>;
+
+/// Hashes a stream id with one multiply instead of SipHash. The ids are
+/// the client's choice, but a map holds at most the concurrent-stream limit
+/// of them, so even ids chosen to collide cost little.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct StreamIdHasher(u64);
+
+impl Hasher for StreamIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // only ids are hashed; any other key still hashes correctly
+        for b in bytes {
+            self.write_u32(u32::from(*b) ^ (self.0 as u32));
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        // the product's high bits are well mixed, its low bits (which pick
+        // the bucket) much less: client ids are all odd. Fold them down.
+        let x = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = x ^ (x >> 29);
     }
 }
 
@@ -573,5 +728,7 @@ fn conn_err<T>(code: ErrorCode, why: &'static str) -> Result<T, ConnError> {
     Err(ConnError { code, why })
 }
 
+#[cfg(test)]
+mod send_tests;
 #[cfg(test)]
 mod tests;

@@ -2,13 +2,13 @@ use super::*;
 use crate::protocols::http::v2::hpack::{Encoder, Field};
 
 /// A client that writes frames with our own frame writers and HPACK encoder.
-struct Client {
+pub(super) struct Client {
     encoder: Encoder,
-    wire: BytesMut,
+    pub(super) wire: BytesMut,
 }
 
 impl Client {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mut wire = BytesMut::from(PREFACE);
         Settings::default().write(&mut wire);
         Client {
@@ -17,12 +17,12 @@ impl Client {
         }
     }
 
-    fn headers(&mut self, stream_id: u32, list: &[(&str, &str)], end_stream: bool) {
+    pub(super) fn headers(&mut self, stream_id: u32, list: &[(&str, &str)], end_stream: bool) {
         let block = self.block(list);
         frame::write_headers(stream_id, &block, end_stream, 16_384, &mut self.wire);
     }
 
-    fn block(&mut self, list: &[(&str, &str)]) -> BytesMut {
+    pub(super) fn block(&mut self, list: &[(&str, &str)]) -> BytesMut {
         let mut block = BytesMut::new();
         let fields = list.iter().map(|(n, v)| Field {
             name: n.as_bytes(),
@@ -33,25 +33,25 @@ impl Client {
         block
     }
 
-    fn data(&mut self, stream_id: u32, data: &[u8], end_stream: bool) {
+    pub(super) fn data(&mut self, stream_id: u32, data: &[u8], end_stream: bool) {
         frame::write_data_header(stream_id, data.len(), end_stream, &mut self.wire);
         self.wire.extend_from_slice(data);
     }
 }
 
-const GET: [(&str, &str); 4] = [
+pub(super) const GET: [(&str, &str); 4] = [
     (":method", "GET"),
     (":scheme", "http"),
     (":path", "/"),
     (":authority", "example.com"),
 ];
 
-fn events(conn: &mut ServerConn) -> Vec<Event> {
+pub(super) fn events(conn: &mut ServerConn) -> Vec<Event> {
     std::iter::from_fn(|| conn.poll_event()).collect()
 }
 
 /// The frames in `out`, as the client would read them.
-fn frames(mut out: BytesMut) -> Vec<Frame> {
+pub(super) fn frames(mut out: BytesMut) -> Vec<Frame> {
     let mut got = Vec::new();
     while let Some(f) = frame::read_frame(&mut out, frame::MAX_MAX_FRAME_SIZE).unwrap() {
         got.push(f);
@@ -253,7 +253,15 @@ fn flow_control_of_request_bodies() {
     client.data(1, &[7; 100], false);
     client.data(1, &[7; 1], false);
     conn.recv(&mut client.wire).unwrap();
-    assert_eq!(events(&mut conn).len(), 1);
+    let got = events(&mut conn);
+    assert!(matches!(got[0], Event::Data { .. }), "{got:?}");
+    assert_eq!(
+        got[1..],
+        [Event::StreamError {
+            stream_id: 1,
+            code: ErrorCode::FLOW_CONTROL_ERROR
+        }]
+    );
     assert!(frames(conn.take_output()).contains(&Frame::RstStream {
         stream_id: 1,
         code: ErrorCode::FLOW_CONTROL_ERROR
@@ -301,4 +309,89 @@ fn a_client_that_is_not_http2_is_refused() {
         conn.recv(&mut buf).unwrap_err().code,
         ErrorCode::PROTOCOL_ERROR
     );
+}
+
+#[test]
+fn frames_on_streams_we_reset_are_ignored() {
+    let config = ConnConfig {
+        connection_window: DEFAULT_WINDOW,
+        ..Default::default()
+    };
+    let mut conn = ServerConn::new(config);
+    conn.take_output();
+    let mut client = Client::new();
+    client.headers(1, &GET, false);
+    conn.recv(&mut client.wire).unwrap();
+    events(&mut conn);
+    // we give up on the request; the client's body and trailers were in
+    // flight: no reset for them, no connection error, and the connection
+    // window comes back
+    conn.reset_stream(1, ErrorCode::CANCEL);
+    conn.take_output();
+    for _ in 0..3 {
+        client.data(1, &[7; 15_000], false);
+    }
+    client.headers(1, &[("grpc-status", "0")], true);
+    conn.recv(&mut client.wire).unwrap();
+    assert!(events(&mut conn).is_empty());
+    assert_eq!(
+        frames(conn.take_output()),
+        [Frame::WindowUpdate {
+            stream_id: 0,
+            increment: 45_000
+        }]
+    );
+    // the same for a stream refused at the limit
+    let mut conn = ServerConn::new(ConnConfig {
+        max_concurrent_streams: 0,
+        ..Default::default()
+    });
+    let mut client = Client::new();
+    client.headers(1, &GET, false);
+    client.data(1, b"body", false);
+    client.headers(1, &[("grpc-status", "0")], true);
+    conn.recv(&mut client.wire).unwrap();
+    assert!(events(&mut conn).is_empty());
+    // a stream the client skipped was never used: HEADERS on it still ends
+    // the connection
+    client.headers(5, &GET, true);
+    client.headers(3, &GET, true);
+    assert_eq!(
+        conn.recv(&mut client.wire).unwrap_err().code,
+        ErrorCode::STREAM_CLOSED
+    );
+}
+
+#[test]
+fn headers_after_the_request_ended_reset_only_that_stream() {
+    let mut conn = ServerConn::new(ConnConfig::default());
+    conn.take_output();
+    let mut client = Client::new();
+    client.headers(1, &GET, true);
+    client.headers(3, &GET, true);
+    conn.recv(&mut client.wire).unwrap();
+    assert_eq!(events(&mut conn).len(), 2);
+    client.headers(1, &[("x-late", "1")], true);
+    conn.recv(&mut client.wire).unwrap();
+    // the application learns that the stream is gone
+    assert_eq!(
+        events(&mut conn),
+        [Event::StreamError {
+            stream_id: 1,
+            code: ErrorCode::STREAM_CLOSED
+        }]
+    );
+    assert_eq!(
+        frames(conn.take_output()),
+        [
+            Frame::SettingsAck,
+            Frame::RstStream {
+                stream_id: 1,
+                code: ErrorCode::STREAM_CLOSED
+            }
+        ]
+    );
+    // the other stream goes on
+    assert_eq!(conn.open_streams(), 1);
+    assert!(conn.send_window(3).is_some());
 }

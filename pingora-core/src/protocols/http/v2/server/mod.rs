@@ -1,25 +1,37 @@
 //! One stream of a downstream HTTP/2 connection, seen as a request and its
 //! response.
 //!
-//! [`handshake`] turns an accepted connection into an `h2` server connection;
-//! [`HttpSession::from_h2_conn`] waits for its next stream. Each stream is
-//! then served on its own, concurrently with the others; the connection task
-//! must keep calling `from_h2_conn` so that the connection makes progress.
+//! Servers run downstream HTTP/2 on our own codec (the connection in
+//! [`connection`], its streams' state in [`shared`] and [`stream`]). The
+//! `h2` crate's server stays available for code written against it:
+//! [`handshake`] turns an accepted connection into an `h2` server
+//! connection and [`HttpSession::from_h2_conn`] waits for its next stream;
+//! the connection task must keep calling `from_h2_conn` so that the
+//! connection makes progress. Either way, each stream is then served on its
+//! own, concurrently with the others.
+
+mod backend;
+pub(crate) mod connection;
+mod head;
+mod shared;
+mod stream;
 
 use super::write_batch::BatchedIo;
 pub(crate) use super::write_batch::WriteBatch;
-use super::{h2_error, send_end, send_flow_controlled, strip_connection_headers, ResetTracker};
+use super::{h2_error, ResetTracker};
 use crate::protocols::http::body_buffer::FixedBuffer;
 use crate::protocols::http::v1::common::BODY_BUF_LIMIT;
 use crate::protocols::http::HttpTask;
 use crate::protocols::{Digest, SocketAddr, Stream};
+use backend::Backend;
 use bytes::Bytes;
+pub(crate) use connection::{conn_config, Accepted, Connection};
 use h2::server::SendResponse;
-use h2::{Reason, RecvStream, SendStream};
+use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 use log::debug;
 use pingora_error::{Error, ErrorType, OrErr, Result};
-use pingora_http::{known, RequestHeader, ResponseHeader};
+use pingora_http::{RequestHeader, ResponseHeader};
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -86,16 +98,14 @@ struct Rare {
 /// One request stream of a downstream HTTP/2 connection.
 pub struct HttpSession {
     request_header: RequestHeader,
-    request_body: RecvStream,
-    send_response: SendResponse<Bytes>,
-    send_body: Option<SendStream<Bytes>>,
+    backend: Backend,
     response_written: Option<Box<ResponseHeader>>,
     /// The response stream was ended (END_STREAM or reset sent).
     ended: bool,
     /// The client reset the stream.
     reset_by_client: bool,
-    /// The request body was seen complete (it stays so): asking `h2` again
-    /// takes its lock.
+    /// The request body was seen complete (it stays so): asking the
+    /// connection again takes its lock.
     body_ended: bool,
     body_read: usize,
     body_sent: usize,
@@ -146,7 +156,7 @@ impl HttpSession {
             // its size limit gets none (`entry` would panic)
             let entry = parts.headers.try_entry(http::header::HOST);
             if let Ok(http::header::Entry::Vacant(slot)) = entry {
-                if let Some(host) = host_value(authority.as_str(), last_host) {
+                if let Some(host) = head::host_value(authority.as_str().as_bytes(), last_host) {
                     let _ = slot.try_insert(host);
                 }
             }
@@ -155,11 +165,34 @@ impl HttpSession {
         request_header.set_version(Version::HTTP_2);
         let body_ended = request_body.is_end_stream();
         request_header.set_send_end_stream(body_ended);
-        HttpSession {
-            request_header,
+        let backend = Backend::Crate {
             request_body,
             send_response,
             send_body: None,
+        };
+        Self::with_backend(request_header, backend, body_ended, digest)
+    }
+
+    /// A session for a request accepted by our codec's connection.
+    pub(crate) fn from_codec(accepted: Accepted, digest: Arc<Digest>) -> Self {
+        let body_ended = accepted.header.send_end_stream() == Some(true);
+        Self::with_backend(
+            accepted.header,
+            Backend::Codec(accepted.stream),
+            body_ended,
+            digest,
+        )
+    }
+
+    fn with_backend(
+        request_header: RequestHeader,
+        backend: Backend,
+        body_ended: bool,
+        digest: Arc<Digest>,
+    ) -> Self {
+        HttpSession {
+            request_header,
+            backend,
             response_written: None,
             ended: false,
             reset_by_client: false,
@@ -180,9 +213,7 @@ impl HttpSession {
 
     /// Whether the client already reset this stream (checked without waiting).
     pub fn poll_client_reset(&mut self) -> bool {
-        let waker = futures::task::noop_waker();
-        let mut cx = std::task::Context::from_waker(&waker);
-        if let std::task::Poll::Ready(Ok(_)) = self.send_response.poll_reset(&mut cx) {
+        if !self.reset_by_client && self.backend.is_reset() {
             self.mark_reset();
         }
         self.reset_by_client
@@ -213,8 +244,9 @@ impl HttpSession {
         &mut self.request_header
     }
 
-    fn note_error(&mut self, e: &h2::Error) {
-        if e.is_remote() && e.is_reset() {
+    /// After a failed read or write: was it the client resetting the stream?
+    fn note_error(&mut self) {
+        if self.backend.is_reset() {
             self.mark_reset();
         }
     }
@@ -222,60 +254,41 @@ impl HttpSession {
     /// The next piece of request body; `Ok(None)` at its end. Its
     /// flow-control window is released as the piece is handed out.
     pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
-        loop {
-            let next = match self.rare.as_ref().and_then(|r| r.read_timeout) {
-                Some(t) => tokio::time::timeout(t, self.request_body.data())
-                    .await
-                    .or_err(ErrorType::ReadTimedout, "reading HTTP/2 request body")?,
-                None => self.request_body.data().await,
-            };
-            match next {
-                None => {
-                    self.read_request_trailers().await?;
-                    return Ok(None);
+        let next = match self.rare.as_ref().and_then(|r| r.read_timeout) {
+            Some(t) => tokio::time::timeout(t, self.backend.data())
+                .await
+                .or_err(ErrorType::ReadTimedout, "reading HTTP/2 request body")?,
+            None => self.backend.data().await,
+        };
+        match next {
+            None => {
+                self.read_request_trailers().await?;
+                self.body_ended = true;
+                Ok(None)
+            }
+            Some(Err(e)) => {
+                self.note_error();
+                Err(e)
+            }
+            Some(Ok(data)) => {
+                self.body_read += data.len();
+                if let Some(b) = self.retry_buffer.as_mut() {
+                    b.write_to_buffer(&data);
                 }
-                Some(Err(e)) => {
-                    self.note_error(&e);
-                    return Err(h2_error(
-                        e,
-                        ErrorType::ReadError,
-                        "while reading HTTP/2 request body",
-                    ));
-                }
-                Some(Ok(data)) => {
-                    // hand back the window: the caller only asks for more
-                    // once this piece went on, so the client follows our pace
-                    let _ = self
-                        .request_body
-                        .flow_control()
-                        .release_capacity(data.len());
-                    if data.is_empty() {
-                        continue;
-                    }
-                    self.body_read += data.len();
-                    if let Some(b) = self.retry_buffer.as_mut() {
-                        b.write_to_buffer(&data);
-                    }
-                    return Ok(Some(data));
-                }
+                Ok(Some(data))
             }
         }
     }
 
     async fn read_request_trailers(&mut self) -> Result<()> {
         if self.request_trailers().is_none() {
-            let trailers = poll_fn(|cx| self.request_body.poll_trailers(cx)).await;
-            match trailers {
+            match self.backend.trailers().await {
                 Ok(Some(t)) => self.rare_mut().request_trailers = Some(t),
-                Err(e) => {
-                    self.note_error(&e);
-                    return Err(h2_error(
-                        e,
-                        ErrorType::ReadError,
-                        "reading request trailers",
-                    ));
-                }
                 Ok(None) => {}
+                Err(e) => {
+                    self.note_error();
+                    return Err(e);
+                }
             }
         }
         Ok(())
@@ -294,7 +307,7 @@ impl HttpSession {
 
     /// Whether the request body was read to its end.
     pub fn is_body_done(&self) -> bool {
-        self.body_ended || self.request_body.is_end_stream()
+        self.body_ended || self.backend.is_body_done()
     }
 
     /// Whether the request has no body at all.
@@ -308,20 +321,12 @@ impl HttpSession {
         if !no_body_expected && !self.is_body_done() {
             return self.read_body_bytes().await;
         }
-        let reset = match self.send_body.as_mut() {
-            Some(body) => poll_fn(|cx| body.poll_reset(cx)).await,
-            None => poll_fn(|cx| self.send_response.poll_reset(cx)).await,
-        };
-        match reset {
-            Ok(reason) => {
-                self.mark_reset();
-                Error::e_explain(
-                    ErrorType::ConnectionClosed,
-                    format!("client reset the HTTP/2 stream: {reason}"),
-                )
-            }
-            Err(e) => Err(h2_error(e, ErrorType::ReadError, "HTTP/2 stream failed")),
-        }
+        let reason = self.backend.reset_wait().await?;
+        self.mark_reset();
+        Error::e_explain(
+            ErrorType::ConnectionClosed,
+            format!("client reset the HTTP/2 stream: {reason}"),
+        )
     }
 
     /// Keep a bounded copy of the request body for retries.
@@ -368,19 +373,9 @@ impl HttpSession {
         }
         let end = end || !self.response_may_have_body(header.status);
         header.set_version(Version::HTTP_2);
-        let mut parts = header.as_owned_parts();
-        strip_forbidden(&header, &mut parts.headers);
-        let resp = http::Response::from_parts(parts, ());
-        let body = self
-            .send_response
-            .send_response(resp, end)
-            .map_err(|e| h2_error(e, ErrorType::WriteError, "while sending HTTP/2 response"))?;
+        self.backend.send_head(&header, end)?;
         self.response_written = Some(header);
-        if end {
-            self.ended = true;
-        } else {
-            self.send_body = Some(body);
-        }
+        self.ended = end;
         Ok(())
     }
 
@@ -392,17 +387,7 @@ impl HttpSession {
             return Ok(());
         }
         header.set_version(Version::HTTP_2);
-        let mut parts = header.as_owned_parts();
-        strip_forbidden(&header, &mut parts.headers);
-        self.send_response
-            .send_informational(http::Response::from_parts(parts, ()))
-            .map_err(|e| {
-                h2_error(
-                    e,
-                    ErrorType::WriteError,
-                    "while sending an HTTP/2 informational response",
-                )
-            })
+        self.backend.send_informational(&header)
     }
 
     /// Send a piece of response body (waits for the client's window);
@@ -414,15 +399,15 @@ impl HttpSession {
             }
             return Error::e_explain(ErrorType::WriteError, "HTTP/2 response already ended");
         }
-        let Some(body) = self.send_body.as_mut() else {
+        if self.response_written.is_none() {
             return Error::e_explain(ErrorType::H2Error, "response body before its header");
-        };
+        }
         let len = data.len();
         let sent = match self.rare.as_ref().and_then(|r| r.write_timeout) {
-            Some(t) => tokio::time::timeout(t, send_flow_controlled(body, data, end))
+            Some(t) => tokio::time::timeout(t, self.backend.send_data(data, end))
                 .await
                 .or_err(ErrorType::WriteTimedout, "writing HTTP/2 response body")?,
-            None => send_flow_controlled(body, data, end).await,
+            None => self.backend.send_data(data, end).await,
         };
         if sent.is_err() && self.poll_client_reset() {
             return Error::e_explain(
@@ -443,11 +428,10 @@ impl HttpSession {
         if self.ended {
             return Error::e_explain(ErrorType::WriteError, "HTTP/2 response already ended");
         }
-        let Some(body) = self.send_body.as_mut() else {
+        if self.response_written.is_none() {
             return Error::e_explain(ErrorType::H2Error, "trailers before the response header");
-        };
-        body.send_trailers(trailers)
-            .map_err(|e| h2_error(e, ErrorType::WriteError, "while sending HTTP/2 trailers"))?;
+        }
+        self.backend.send_trailers(trailers)?;
         self.ended = true;
         Ok(())
     }
@@ -457,10 +441,10 @@ impl HttpSession {
         if self.ended {
             return Ok(());
         }
-        match self.send_body.as_mut() {
-            Some(body) => send_end(body)?,
-            None => return Error::e_explain(ErrorType::H2Error, "finished before any response"),
+        if self.response_written.is_none() {
+            return Error::e_explain(ErrorType::H2Error, "finished before any response");
         }
+        self.backend.send_end()?;
         self.ended = true;
         Ok(())
     }
@@ -502,10 +486,7 @@ impl HttpSession {
     /// Abort the stream with `INTERNAL_ERROR` unless it already ended.
     pub fn shutdown(&mut self) {
         if !self.ended {
-            match self.send_body.as_mut() {
-                Some(body) => body.send_reset(Reason::INTERNAL_ERROR),
-                None => self.send_response.send_reset(Reason::INTERNAL_ERROR),
-            }
+            self.backend.reset();
             self.ended = true;
         }
     }
@@ -593,32 +574,6 @@ impl HttpSession {
     }
 }
 
-/// The `Host` value for `authority`: the one in `last` when it is the same,
-/// else a new one, kept in `last` for the next stream.
-fn host_value(authority: &str, last: &mut Option<HeaderValue>) -> Option<HeaderValue> {
-    if let Some(v) = last
-        .as_ref()
-        .filter(|v| v.as_bytes() == authority.as_bytes())
-    {
-        return Some(v.clone());
-    }
-    let v = HeaderValue::from_str(authority).ok()?;
-    *last = Some(v.clone());
-    Some(v)
-}
-
-/// [`strip_connection_headers`] on `headers`, a copy of `header`'s map, unless
-/// `header`'s known bits show that none of the names it removes is present
-/// (the usual case: the proxy already stripped the hop-by-hop headers).
-fn strip_forbidden(header: &ResponseHeader, headers: &mut HeaderMap) {
-    // every name `strip_connection_headers` may remove is either one of these
-    // or named by a `Connection` header, which is one of these
-    const FORBIDDEN: u16 = known::HOP_BY_HOP | known::TRANSFER_ENCODING;
-    if header.known_headers() & FORBIDDEN != 0 {
-        strip_connection_headers(headers);
-    }
-}
-
 impl Drop for HttpSession {
     fn drop(&mut self) {
         if !self.ended {
@@ -630,167 +585,6 @@ impl Drop for HttpSession {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::future::poll_fn;
-
-    /// A client (the `h2` crate) talking to our server session over memory.
-    async fn pair() -> (h2::client::SendRequest<Bytes>, H2Connection<Stream>) {
-        let (a, b) = tokio::io::duplex(1 << 20);
-        let server = tokio::spawn(async move { handshake(Box::new(a), None).await });
-        let (send, conn) = h2::client::handshake(b).await.expect("client handshake");
-        tokio::spawn(conn);
-        let server = server.await.expect("join").expect("server handshake");
-        (send, server)
-    }
-
-    /// The first stream of `conn`; the connection keeps being served in the background.
-    async fn first_stream(mut conn: H2Connection<Stream>) -> HttpSession {
-        let digest = Arc::new(Digest::default());
-        let s = HttpSession::from_h2_conn(&mut conn, digest)
-            .await
-            .expect("accept")
-            .expect("a stream");
-        tokio::spawn(async move { while let Some(Ok(_)) = conn.accept().await {} });
-        s
-    }
-
-    #[test]
-    fn session_is_no_larger_than_an_http1_one() {
-        // `ServerSession` is as large as its largest variant and is moved
-        // several times per request: an HTTP/2 stream must not grow it
-        // (448 B: the HTTP/1 session's size when this was written)
-        let h2 = std::mem::size_of::<HttpSession>();
-        let h1 = std::mem::size_of::<crate::protocols::http::v1::server::HttpSession>();
-        assert!(
-            h2 <= h1.max(448),
-            "HTTP/2 session {h2} B, HTTP/1 session {h1} B"
-        );
-    }
-
-    #[tokio::test]
-    async fn request_body_response_and_trailers() {
-        let (send, conn) = pair().await;
-        let client = tokio::spawn(async move {
-            let mut send = send.ready().await.expect("ready");
-            let req = http::Request::post("http://a.test/up")
-                .body(())
-                .expect("req");
-            let (resp, mut body) = send.send_request(req, false).expect("send");
-            body.send_data(Bytes::from_static(b"hello "), false)
-                .expect("data");
-            body.send_data(Bytes::from_static(b"world"), true)
-                .expect("data");
-            let resp = resp.await.expect("response");
-            assert_eq!(resp.status(), 201);
-            assert!(resp.headers().get("connection").is_none());
-            let mut body = resp.into_body();
-            let mut got = Vec::new();
-            while let Some(piece) = body.data().await {
-                got.extend_from_slice(&piece.expect("data"));
-            }
-            let trailers = poll_fn(|cx| body.poll_trailers(cx)).await;
-            (got, trailers.expect("trailers").expect("some"))
-        });
-        let mut s = first_stream(conn).await;
-        assert_eq!(s.req_header().method, Method::POST);
-        assert_eq!(
-            s.req_header().headers.get("host").map(|v| v.as_bytes()),
-            Some(&b"a.test"[..])
-        );
-        assert_eq!(s.req_header().send_end_stream(), Some(false));
-        s.enable_retry_buffering();
-        let mut body = Vec::new();
-        while let Some(piece) = s.read_body_bytes().await.expect("body") {
-            body.extend_from_slice(&piece);
-        }
-        assert_eq!(body, b"hello world");
-        assert!(s.is_body_done());
-        assert_eq!(s.get_retry_buffer().as_deref(), Some(&b"hello world"[..]));
-        let mut resp = ResponseHeader::build(201, None).expect("resp");
-        resp.insert_header("connection", "keep-alive").expect("hdr");
-        s.write_response_header(Box::new(resp), false)
-            .expect("header");
-        s.write_body(Bytes::from_static(b"done"), false)
-            .await
-            .expect("body");
-        let mut t = HeaderMap::new();
-        t.insert("grpc-status", "0".parse().expect("value"));
-        s.write_trailers(t).expect("trailers");
-        assert_eq!(s.body_bytes_sent(), 4);
-        assert!(s.finish().is_ok());
-        let (got, trailers) = client.await.expect("client");
-        assert_eq!(got, b"done");
-        assert_eq!(trailers.get("grpc-status").expect("status"), "0");
-    }
-
-    #[tokio::test]
-    async fn informational_heads_go_before_the_final_one() {
-        let (send, conn) = pair().await;
-        let client = tokio::spawn(async move {
-            let mut send = send.ready().await.expect("ready");
-            let req = http::Request::get("http://a.test/").body(()).expect("req");
-            let (mut resp, _) = send.send_request(req, true).expect("send");
-            let mut interim = Vec::new();
-            while let Some(info) = poll_fn(|cx| resp.poll_informational(cx)).await {
-                let info = info.expect("informational");
-                let link = info.headers().get("link").map(|v| v.as_bytes().to_vec());
-                interim.push((info.status().as_u16(), link));
-            }
-            let resp = resp.await.expect("response");
-            (interim, resp.status().as_u16())
-        });
-        let mut s = first_stream(conn).await;
-        let mut hints = ResponseHeader::build(103, None).expect("resp");
-        hints.insert_header("link", "</a.css>").expect("hdr");
-        hints
-            .insert_header("connection", "keep-alive")
-            .expect("hdr");
-        s.write_response_header(Box::new(hints), false)
-            .expect("103");
-        // HTTP/2 has no protocol switch: a 101 is dropped, not sent
-        let switch = ResponseHeader::build(101, None).expect("resp");
-        s.write_response_header(Box::new(switch), false)
-            .expect("101 dropped");
-        assert!(s.response_written().is_none());
-        let resp = ResponseHeader::build(204, None).expect("resp");
-        s.write_response_header(Box::new(resp), true)
-            .expect("final");
-        let (interim, status) = client.await.expect("client");
-        assert_eq!(interim, vec![(103, Some(b"</a.css>".to_vec()))]);
-        assert_eq!(status, 204);
-    }
-
-    #[test]
-    fn host_value_is_shared_while_the_authority_stays() {
-        let mut last = None;
-        let a = host_value("a.test", &mut last).expect("host");
-        let b = host_value("a.test", &mut last).expect("host");
-        // the same bytes, not a copy of them
-        assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
-        let c = host_value("b.test:8080", &mut last).expect("host");
-        assert_eq!(c, "b.test:8080");
-        assert!(host_value("bad\nhost", &mut last).is_none());
-    }
-
-    #[tokio::test]
-    async fn head_response_ends_with_its_header() {
-        let (send, conn) = pair().await;
-        let client = tokio::spawn(async move {
-            let mut send = send.ready().await.expect("ready");
-            let req = http::Request::head("http://a.test/").body(()).expect("req");
-            let (resp, _) = send.send_request(req, true).expect("send");
-            let resp = resp.await.expect("response");
-            resp.body().is_end_stream()
-        });
-        let mut s = first_stream(conn).await;
-        assert!(s.is_body_empty());
-        let mut resp = ResponseHeader::build(200, None).expect("resp");
-        resp.insert_header("content-length", "10").expect("hdr");
-        s.write_response_header(Box::new(resp), false)
-            .expect("header");
-        // the body is already ended: nothing more may be sent, finishing is a no-op
-        assert!(s.finish_body().is_ok());
-        assert!(client.await.expect("client"));
-    }
-}
+mod codec_tests;
+#[cfg(test)]
+mod tests;
