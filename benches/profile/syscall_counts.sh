@@ -8,6 +8,7 @@
 #
 #   benches/profile/syscall_counts.sh                          # ours (the release example)
 #   RUNS=2 PROXIES="ours haproxy nginx" benches/profile/syscall_counts.sh   # alternate
+#   H2=1 benches/profile/syscall_counts.sh                     # h2c: h2load, 10 conns x 10 streams
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 command -v perf >/dev/null || { echo "needs perf (apt-get install linux-perf)" >&2; exit 1; }
@@ -26,10 +27,16 @@ one_run() {
     # shellcheck source=../loopback.sh
     . "$HERE/../loopback.sh" pingora-syscall-counts
     start_suite_layout "$1"
-    taskset -c 1 wrk -t1 -c50 -d5s "$URL" >/dev/null &
+    local gen=wrk
+    if [ -n "${H2:-}" ]; then
+        gen=h2load
+        taskset -c 1 h2load -c10 -m10 -t1 -D 5 "http://127.0.0.1:$H2_PORT/1k" >/dev/null &
+    else
+        taskset -c 1 wrk -t1 -c50 -d5s "$URL" >/dev/null &
+    fi
     local wrk=$! who
     sleep 1
-    for who in "wrk:$(pgrep -n -x wrk)" "origin:$ORIGIN_WORKER" "proxy:$PROXY_PID"; do
+    for who in "wrk:$(pgrep -n -x $gen)" "origin:$ORIGIN_WORKER" "proxy:$PROXY_PID"; do
         perf stat -x, -e "$EVENTS" -p "${who#*:}" -o "$WORK/${who%%:*}.stat" -- sleep 3 &
     done
     wait "$wrk" || true

@@ -91,9 +91,10 @@ pub struct HttpServerOptions {
     /// (like nginx's `keepalive_requests`): closing long-lived connections
     /// now and then returns their per-connection memory. `None`: no limit.
     pub keepalive_request_limit: Option<u32>,
-    /// Limits of HTTP/2 connections (streams, header list, windows,
-    /// rapid-reset defence). [`HttpServerApp::h2_options`], when it returns
-    /// settings, replaces the `h2` settings derived from these; the
+    /// Limits of HTTP/2 connections (streams, header list, windows, send
+    /// buffer, rapid-reset defence), applied by our HTTP/2 codec. When
+    /// [`HttpServerApp::h2_options`] returns settings, connections are
+    /// served by the `h2` crate with those settings instead; the
     /// rapid-reset limit applies either way.
     pub h2_limits: H2Limits,
 }
@@ -170,8 +171,10 @@ pub trait HttpServerApp {
         None
     }
 
-    /// The `h2` settings of downstream HTTP/2 connections; `None` derives
-    /// them from [`HttpServerOptions::h2_limits`].
+    /// `h2` crate settings for downstream HTTP/2 connections. `None` (the
+    /// default) serves them with our own codec, configured by
+    /// [`HttpServerOptions::h2_limits`]; settings here serve them with the
+    /// `h2` crate instead, for apps that tuned it.
     fn h2_options(&self) -> Option<H2Options> {
         None
     }

@@ -1,16 +1,18 @@
-//! HTTP/2 sessions on the `h2` crate: [`server::HttpSession`] serves one
-//! stream of a downstream connection, [`client::Http2Session`] sends one
-//! request over a shared upstream connection.
+//! HTTP/2 sessions: [`server::HttpSession`] serves one stream of a
+//! downstream connection, [`client::Http2Session`] sends one request over a
+//! shared upstream connection (on the `h2` crate).
 //!
 //! Both sides move bodies under HTTP/2 flow control: data is sent only as
 //! the peer's window allows (so a slow reader slows the sender instead of
 //! growing buffers), and received data is acknowledged (its window released)
 //! only when the caller takes it, so the peer's sending follows our reading.
 //!
-//! [`hpack`], [`frame`] and [`conn`] are the first parts of an HTTP/2 codec
-//! of our own (header compression; frames read and written with their
-//! checks; the receiving half of a server connection, without I/O); the
-//! sessions do not use them yet.
+//! Downstream connections run on a codec of our own, in layers: [`hpack`]
+//! (header compression), [`frame`] (frames read and written with their
+//! checks), [`conn`] (the connection's protocol state, without I/O) and
+//! [`server`] (the connection on a socket, and its streams as sessions).
+//! The `h2` crate serves downstream connections only for apps that
+//! configure it through [`server::H2Options`].
 
 /// A deterministic pseudo-random sequence (xorshift64) for the codec's
 /// randomized tests, so that a failure repeats.

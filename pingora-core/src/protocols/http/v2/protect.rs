@@ -1,5 +1,6 @@
-//! Per-connection protections of the HTTP/2 server: the limits handed to
-//! the `h2` crate, and a rapid-reset detector (CVE-2023-44487).
+//! Per-connection protections of the HTTP/2 server: its limits (applied by
+//! our codec, or handed to the `h2` crate), and a rapid-reset detector
+//! (CVE-2023-44487).
 
 use super::server::H2Options;
 use parking_lot::Mutex;
@@ -22,11 +23,14 @@ pub struct H2Limits {
     pub initial_window_size: u32,
     /// Receive window of the whole connection.
     pub initial_connection_window_size: u32,
-    /// Response bytes buffered per stream before a write waits for the
-    /// client's window.
+    /// Response bytes queued for the socket, across the connection's
+    /// streams, before a write waits (the `h2` crate, when an app configures
+    /// it, applies this per stream).
     pub max_send_buffer_size: usize,
-    /// Streams reset by the client before they were accepted that may be
-    /// queued; more ends the connection with `ENHANCE_YOUR_CALM`.
+    /// For the `h2` crate: streams reset by the client before they were
+    /// accepted that may be queued; more ends the connection with
+    /// `ENHANCE_YOUR_CALM`. Our codec queues no such streams: their resets
+    /// count towards [`Self::max_resets_per_window`].
     pub max_pending_accept_reset_streams: usize,
     /// Client resets tolerated per [`Self::reset_window`]; one more gets the
     /// connection a GOAWAY (`ENHANCE_YOUR_CALM`). 0 turns the check off.

@@ -36,8 +36,12 @@ impl StreamHandle {
             return Poll::Ready(stream_gone());
         };
         if let Some(data) = slot.inbound.pop_front() {
+            // a frame's payload is below 2^24: the cast is lossless
             sh.conn.release(self.id, data.len() as u32);
-            sh.output_queued();
+            if sh.conn.has_output() {
+                // a window update, or what was already waiting
+                sh.output_queued();
+            }
             return Poll::Ready(Ok(Some(data)));
         }
         if let Some(code) = slot.reset {
