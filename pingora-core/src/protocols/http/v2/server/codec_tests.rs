@@ -109,11 +109,23 @@ async fn send_get(c: &mut RawClient, id: u32, extra: &[(&str, &str)], end: bool)
     c.headers(id, &fields, end).await;
 }
 
+/// Our connection and a raw client on it, the client's preface sent.
+async fn raw_pair() -> (Connection, RawClient) {
+    let (a, b) = tokio::io::duplex(1 << 16);
+    (codec_conn(a), RawClient::start(b).await)
+}
+
+/// [`raw_pair`] with one GET accepted on stream 1.
+async fn one_get() -> (Connection, RawClient, HttpSession) {
+    let (mut conn, mut client) = raw_pair().await;
+    send_get(&mut client, 1, &[], true).await;
+    let s = accept(&mut conn).await.expect("request");
+    (conn, client, s)
+}
+
 #[tokio::test]
 async fn malformed_request_resets_only_its_stream() {
-    let (a, b) = tokio::io::duplex(1 << 16);
-    let mut conn = codec_conn(a);
-    let mut client = RawClient::start(b).await;
+    let (mut conn, mut client) = raw_pair().await;
     send_get(&mut client, 1, &[("X-Upper", "1")], true).await;
     send_get(&mut client, 3, &[("x-fine", "1")], true).await;
     let server = tokio::spawn(async move {
@@ -135,9 +147,7 @@ async fn malformed_request_resets_only_its_stream() {
 
 #[tokio::test]
 async fn body_longer_than_content_length_is_refused() {
-    let (a, b) = tokio::io::duplex(1 << 16);
-    let mut conn = codec_conn(a);
-    let mut client = RawClient::start(b).await;
+    let (mut conn, mut client) = raw_pair().await;
     send_get(&mut client, 1, &[("content-length", "3")], false).await;
     client.data(1, b"abcdef", true).await;
     let mut s = accept(&mut conn).await.expect("request");
@@ -208,11 +218,7 @@ async fn large_response_follows_a_small_client_window() {
 
 #[tokio::test]
 async fn client_reset_reaches_the_session() {
-    let (a, b) = tokio::io::duplex(1 << 16);
-    let mut conn = codec_conn(a);
-    let mut client = RawClient::start(b).await;
-    send_get(&mut client, 1, &[], true).await;
-    let mut s = accept(&mut conn).await.expect("request");
+    let (conn, mut client, mut s) = one_get().await;
     let _driver = drive(conn);
     let mut out = BytesMut::new();
     frame::write_rst_stream(1, ErrorCode::CANCEL, &mut out);
@@ -229,11 +235,7 @@ async fn client_reset_reaches_the_session() {
 
 #[tokio::test]
 async fn graceful_goaway_lets_the_open_stream_finish() {
-    let (a, b) = tokio::io::duplex(1 << 16);
-    let mut conn = codec_conn(a);
-    let mut client = RawClient::start(b).await;
-    send_get(&mut client, 1, &[], true).await;
-    let mut s = accept(&mut conn).await.expect("request");
+    let (mut conn, mut client, mut s) = one_get().await;
     conn.go_away(ErrorCode::NO_ERROR);
     // a stream opened after the GOAWAY is refused
     send_get(&mut client, 3, &[], true).await;
