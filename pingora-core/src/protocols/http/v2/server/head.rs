@@ -113,11 +113,19 @@ pub(crate) fn request_from_fields(
         }
     }
     let uri = Uri::from_parts(uri).map_err(|_| "invalid request target")?;
-    // code written for HTTP/1 looks for `Host`: mirror `:authority` there
     if let Some(a) = &authority {
-        if !headers.contains_key(header::HOST) {
-            if let Some(host) = host_value(a, last_host) {
-                let _ = headers.try_insert(header::HOST, host);
+        match headers.get(header::HOST) {
+            // two names for the target that disagree: a request one hop
+            // could route by one and the next by the other (RFC 9113 §8.3.1)
+            Some(host) if !host.as_bytes().eq_ignore_ascii_case(a) => {
+                return Err("host differs from :authority")
+            }
+            Some(_) => {}
+            // code written for HTTP/1 looks for `Host`: mirror `:authority` there
+            None => {
+                if let Some(host) = host_value(a, last_host) {
+                    let _ = headers.try_insert(header::HOST, host);
+                }
             }
         }
     }
@@ -279,6 +287,7 @@ mod tests {
                 "connection-specific header",
             ),
             (get(&[("te", "gzip")]), "connection-specific header"),
+            (get(&[("host", "b.test")]), "host differs from :authority"),
             (
                 get(&[("content-length", "1"), ("content-length", "2")]),
                 "conflicting content-length",
@@ -327,7 +336,11 @@ mod tests {
                 Some(why)
             );
         }
-        let ok = get(&[("te", "trailers"), ("content-length", "5")]);
+        let ok = get(&[
+            ("te", "trailers"),
+            ("content-length", "5"),
+            ("host", "A.test"),
+        ]);
         let req = request_from_fields(ok, false, &mut last).expect("valid");
         assert_eq!(req.content_length, Some(5));
     }
