@@ -73,6 +73,12 @@ impl RawClient {
         self.io.write_all(&out).await.expect("data");
     }
 
+    /// The next RST_STREAM must reset `stream_id` with `code`.
+    async fn expect_reset(&mut self, stream_id: u32, code: ErrorCode) {
+        let reset = self.until(|f| matches!(f, Frame::RstStream { .. })).await;
+        assert_eq!(reset, Frame::RstStream { stream_id, code });
+    }
+
     /// Frames until one matches `want` (skipping settings, window updates...).
     async fn until(&mut self, want: impl Fn(&Frame) -> bool) -> Frame {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -133,14 +139,7 @@ async fn malformed_request_resets_only_its_stream() {
         let id_ok = s.req_header().headers.get("x-fine").is_some();
         (id_ok, s, drive(conn))
     });
-    let reset = client.until(|f| matches!(f, Frame::RstStream { .. })).await;
-    assert_eq!(
-        reset,
-        Frame::RstStream {
-            stream_id: 1,
-            code: ErrorCode::PROTOCOL_ERROR
-        }
-    );
+    client.expect_reset(1, ErrorCode::PROTOCOL_ERROR).await;
     let (id_ok, _s, _conn) = server.await.expect("join");
     assert!(id_ok);
 }
@@ -154,14 +153,7 @@ async fn body_longer_than_content_length_is_refused() {
     let _driver = drive(conn);
     let read = s.read_body_bytes().await;
     assert!(read.is_err(), "{read:?}");
-    let reset = client.until(|f| matches!(f, Frame::RstStream { .. })).await;
-    assert_eq!(
-        reset,
-        Frame::RstStream {
-            stream_id: 1,
-            code: ErrorCode::PROTOCOL_ERROR
-        }
-    );
+    client.expect_reset(1, ErrorCode::PROTOCOL_ERROR).await;
 }
 
 #[tokio::test]
@@ -249,14 +241,7 @@ async fn graceful_goaway_lets_the_open_stream_finish() {
             ..
         }
     ));
-    let refused = client.until(|f| matches!(f, Frame::RstStream { .. })).await;
-    assert_eq!(
-        refused,
-        Frame::RstStream {
-            stream_id: 3,
-            code: ErrorCode::REFUSED_STREAM
-        }
-    );
+    client.expect_reset(3, ErrorCode::REFUSED_STREAM).await;
     let resp = ResponseHeader::build(204, None).expect("head");
     s.write_response_header(Box::new(resp), true).expect("head");
     let answer = client.until(|f| matches!(f, Frame::Headers { .. })).await;
