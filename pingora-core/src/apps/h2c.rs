@@ -425,7 +425,10 @@ mod tests {
             ("http://a.test/", None, r#"["a.test"]"#),
             ("http://b.test:8080/", None, r#"["b.test:8080"]"#),
             // a `Host` the client sent is kept as it is
-            ("http://a.test/", Some("c.test"), r#"["c.test"]"#),
+            ("http://a.test/", Some("A.test"), r#"["A.test"]"#),
+            // one naming another target is refused (RFC 9113 §8.3.1), only
+            // that stream
+            ("http://a.test/", Some("c.test"), "refused"),
             ("http://a.test/", None, r#"["a.test"]"#),
         ];
         for (uri, host, want) in cases {
@@ -435,7 +438,14 @@ mod tests {
             }
             let req = req.body(()).expect("request");
             let (resp, _) = client.send_request(req, true).expect("send");
-            let mut body = resp.await.expect("response").into_body();
+            let resp = match resp.await {
+                Err(e) if want == "refused" => {
+                    assert_eq!(e.reason(), Some(h2::Reason::PROTOCOL_ERROR), "{e}");
+                    continue;
+                }
+                other => other,
+            };
+            let mut body = resp.expect("response").into_body();
             let mut got = Vec::new();
             while let Some(chunk) = body.data().await {
                 got.extend_from_slice(&chunk.expect("body"));
