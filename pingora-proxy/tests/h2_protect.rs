@@ -1,6 +1,7 @@
 //! The protections of downstream HTTP/2 connections, probed with hand-made frames: the
 //! concurrent stream limit, the header list limit, CONTINUATION floods and rapid reset
-//! (CVE-2023-44487), each configured through `HttpServerOptions::h2_limits`.
+//! (CVE-2023-44487), each configured through `HttpServerOptions::h2_limits`, and malformed
+//! requests (RFC 9113 §8.2-8.3), which reset only their own stream.
 
 #[path = "h2/harness.rs"]
 mod harness;
@@ -14,7 +15,8 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// REFUSED_STREAM and ENHANCE_YOUR_CALM error codes.
+/// PROTOCOL_ERROR, REFUSED_STREAM and ENHANCE_YOUR_CALM error codes.
+const PROTOCOL_ERROR: u64 = 1;
 const REFUSED_STREAM: u64 = 7;
 const ENHANCE_YOUR_CALM: u64 = 11;
 
@@ -87,6 +89,20 @@ async fn continuation_flood_is_cut_off() {
     // the proxy still serves
     let ok = probe(proxy, "bigheader", 10).await;
     assert_eq!(ok["status"]["1"], 200, "{ok}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_reset_only_their_streams() {
+    let proxy = proxy_with(limits()).await;
+    let r = probe(proxy, "malformed", 0).await;
+    // upper-case name, body past its content-length, Host against :authority
+    for sid in ["1", "3", "5"] {
+        assert_eq!(r["resets"][sid], PROTOCOL_ERROR, "stream {sid}: {r}");
+        assert!(r["status"].get(sid).is_none(), "stream {sid} answered: {r}");
+    }
+    // the connection goes on serving
+    assert_eq!(r["status"]["7"], 200, "{r}");
+    assert!(r["goaway"].is_null(), "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

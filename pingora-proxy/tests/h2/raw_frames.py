@@ -6,6 +6,9 @@ usage: raw_frames.py PORT MODE [N]
   continuation N  HEADERS then up to N CONTINUATION frames of 16 KiB that never end
   rapid N         N streams each opened and cancelled at once (CVE-2023-44487),
                   then one normal request on the same connection
+  malformed       on one connection: an upper-case header name (stream 1), a body
+                  longer than its content-length (3), a Host that is not the
+                  :authority (5), then a normal request (7)
 Prints a JSON report: server settings, statuses, resets, GOAWAY code, frames sent.
 """
 import json
@@ -118,6 +121,16 @@ def main():
                     break
                 c.send(frame(CONT, 0, sid, piece))
                 c.report["sent"] += 1
+            time.sleep(1.0)
+        elif mode == "malformed":
+            c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1,
+                         c.request_block(extra=[("X-Upper", "1")])))
+            c.send(frame(HEADERS, END_HEADERS, 3,
+                         c.request_block("POST", "/echo", [("content-length", "3")]))
+                   + frame(DATA, END_STREAM, 3, b"abcdef"))
+            c.send(frame(HEADERS, END_HEADERS | END_STREAM, 5,
+                         c.request_block(extra=[("host", "other.test")])))
+            c.send(frame(HEADERS, END_HEADERS | END_STREAM, 7, c.request_block()))
             time.sleep(1.0)
         elif mode == "rapid":
             for i in range(n):

@@ -203,7 +203,8 @@ pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, &'static str> 
     Ok(found)
 }
 
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
+/// A plain decimal number of at most 18 digits (no sign, no spaces).
+pub(crate) fn parse_decimal(digits: &[u8]) -> Option<u64> {
     // 18 digits always fit in u64; larger bodies are not credible anyway
     if digits.is_empty() || digits.len() > 18 {
         return None;

@@ -61,10 +61,19 @@ fn has_connection_headers(headers: &HeaderMap) -> bool {
             return headers
                 .get_all(header::TE)
                 .iter()
-                .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+                .any(|v| is_connection_specific(name, v.as_bytes()));
         }
-        CONNECTION_SPECIFIC.iter().any(|c| c == name)
+        is_connection_specific(name, b"")
     })
+}
+
+/// Whether a field `name: value` is one HTTP/2 forbids (RFC 9113 §8.2.2):
+/// a connection-specific header, or `te` other than `trailers`.
+pub(crate) fn is_connection_specific(name: &HeaderName, value: &[u8]) -> bool {
+    if name == header::TE {
+        return !value.eq_ignore_ascii_case(b"trailers");
+    }
+    CONNECTION_SPECIFIC.iter().any(|c| c == name)
 }
 
 /// Remove what HTTP/2 must not carry: the connection-specific headers, the

@@ -62,11 +62,7 @@ impl ServerConn {
         data: &mut Bytes,
         end_stream: bool,
     ) -> Result<(), SendError> {
-        self.check_send(stream_id)?;
-        let stream_window = self
-            .streams
-            .get(&stream_id)
-            .map_or(0, |stream| stream.send_window);
+        let stream_window = self.check_send(stream_id)?;
         let window = stream_window.min(self.conn_send_window).max(0);
         let room = self
             .config
@@ -214,13 +210,13 @@ impl ServerConn {
         all
     }
 
-    /// Whether `stream_id` may send.
-    fn check_send(&self, stream_id: u32) -> Result<(), SendError> {
+    /// Whether `stream_id` may send; its send window if so.
+    fn check_send(&self, stream_id: u32) -> Result<i64, SendError> {
         if self.failed.is_some() {
             return Err(SendError::ConnectionClosed);
         }
         match self.streams.get(&stream_id) {
-            Some(stream) if !stream.local_ended => Ok(()),
+            Some(stream) if !stream.local_ended => Ok(stream.send_window),
             _ => Err(SendError::StreamClosed),
         }
     }

@@ -184,17 +184,7 @@ impl Backend {
                 Some(body) => send_end(body),
                 None => Error::e_explain(ErrorType::H2Error, "finished before any response"),
             },
-            Backend::Codec(s) => {
-                let waker = futures::task::noop_waker();
-                let mut cx = Context::from_waker(&waker);
-                // an empty last frame needs no window: it always goes at once
-                match s.poll_send(&mut cx, &mut Bytes::new(), true) {
-                    Poll::Ready(res) => res,
-                    Poll::Pending => {
-                        Error::e_explain(ErrorType::H2Error, "could not end the stream")
-                    }
-                }
-            }
+            Backend::Codec(s) => s.send_end(),
         }
     }
 

@@ -283,16 +283,16 @@ impl EventState {
                     end_stream,
                 } => match head::request_from_fields(fields, end_stream, &mut self.last_host) {
                     Ok(req) => {
-                        let slot = Slot {
-                            body_ended: end_stream,
-                            content_length: req.content_length,
-                            ..Slot::default()
-                        };
                         if end_stream && req.content_length.is_some_and(|l| l != 0) {
                             debug!("HTTP/2 request shorter than its content-length");
                             sh.conn.reset_stream(stream_id, ErrorCode::PROTOCOL_ERROR);
                             continue;
                         }
+                        let slot = Slot {
+                            body_ended: end_stream,
+                            content_length: req.content_length,
+                            ..Slot::default()
+                        };
                         sh.slots.insert(stream_id, slot);
                         return Some(Accepted {
                             header: req.header,
@@ -318,14 +318,13 @@ impl EventState {
                         Ok(t) if !short => {
                             slot.trailers = Some(t);
                             slot.body_ended = true;
+                            sh.wake_reader(stream_id);
                         }
                         _ => {
                             debug!("malformed HTTP/2 trailers or short body");
-                            slot.reset = Some(ErrorCode::PROTOCOL_ERROR);
-                            sh.conn.reset_stream(stream_id, ErrorCode::PROTOCOL_ERROR);
+                            sh.reject(stream_id, ErrorCode::PROTOCOL_ERROR);
                         }
                     }
-                    sh.wake_reader(stream_id);
                 }
                 Event::HeadersTooLarge {
                     stream_id,
@@ -343,22 +342,13 @@ impl EventState {
                     }
                 }
                 Event::Reset { stream_id, code } => {
-                    if let Some(slot) = sh.slots.get_mut(&stream_id) {
-                        slot.reset.get_or_insert(code);
-                        if let Some(t) = &self.resets {
-                            t.record();
-                        }
+                    if let (Some(t), true) = (&self.resets, sh.slots.contains_key(&stream_id)) {
+                        t.record();
                     }
-                    sh.wake_reader(stream_id);
-                    sh.wake_senders();
+                    sh.fail_stream(stream_id, code);
                 }
-                Event::StreamError { stream_id, code } => {
-                    if let Some(slot) = sh.slots.get_mut(&stream_id) {
-                        slot.reset.get_or_insert(code);
-                    }
-                    sh.wake_reader(stream_id);
-                    sh.wake_senders();
-                }
+                // the connection already sent the reset
+                Event::StreamError { stream_id, code } => sh.fail_stream(stream_id, code),
                 Event::GoAway { code, .. } => {
                     debug!("HTTP/2 client going away ({code:?})");
                 }
@@ -379,15 +369,14 @@ impl EventState {
             .is_some_and(|l| slot.received > l || end && slot.received != l);
         if wrong_length {
             debug!("HTTP/2 request body does not match its content-length");
-            slot.reset = Some(ErrorCode::PROTOCOL_ERROR);
             sh.conn.release(stream_id, data.len() as u32);
-            sh.conn.reset_stream(stream_id, ErrorCode::PROTOCOL_ERROR);
-        } else {
-            if !data.is_empty() {
-                slot.inbound.push_back(data);
-            }
-            slot.body_ended |= end;
+            sh.reject(stream_id, ErrorCode::PROTOCOL_ERROR);
+            return;
         }
+        if !data.is_empty() {
+            slot.inbound.push_back(data);
+        }
+        slot.body_ended |= end;
         sh.wake_reader(stream_id);
     }
 }

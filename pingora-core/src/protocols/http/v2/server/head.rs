@@ -3,6 +3,8 @@
 
 use super::super::conn::{Field, SendError, ServerConn};
 use super::super::hpack::DecodedField;
+use super::super::is_connection_specific;
+use crate::protocols::http::v1::common::parse_decimal;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
@@ -66,7 +68,7 @@ pub(crate) fn request_from_fields(
         let mut value =
             HeaderValue::from_maybe_shared(f.value).map_err(|_| "invalid header value")?;
         if name == header::CONTENT_LENGTH {
-            let len = parse_length(value.as_bytes()).ok_or("invalid content-length")?;
+            let len = parse_decimal(value.as_bytes()).ok_or("invalid content-length")?;
             if content_length.is_some_and(|l| l != len) {
                 return Err("conflicting content-length");
             }
@@ -144,23 +146,6 @@ pub(crate) fn request_from_fields(
         header,
         content_length,
     })
-}
-
-/// Headers HTTP/2 forbids (RFC 9113 §8.2.2); `te` may only be `trailers`.
-fn is_connection_specific(name: &HeaderName, value: &[u8]) -> bool {
-    *name == header::CONNECTION
-        || *name == header::TRANSFER_ENCODING
-        || *name == header::UPGRADE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
-        || (*name == header::TE && !value.eq_ignore_ascii_case(b"trailers"))
-}
-
-fn parse_length(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// The `Host` value for `authority`: the one in `last` when it is the same,

@@ -84,6 +84,25 @@ impl Shared {
         }
     }
 
+    /// `stream_id` will not complete (reset with `code`, by either side):
+    /// its session learns so at its next read or send, or now if it waits.
+    pub fn fail_stream(&mut self, stream_id: u32, code: ErrorCode) {
+        let Some(slot) = self.slots.get_mut(&stream_id) else {
+            return;
+        };
+        slot.reset.get_or_insert(code);
+        if let Some(w) = slot.reader.take() {
+            w.wake();
+        }
+        self.wake_senders();
+    }
+
+    /// Reset `stream_id` for the client's misuse of it, and fail it.
+    pub fn reject(&mut self, stream_id: u32, code: ErrorCode) {
+        self.conn.reset_stream(stream_id, code);
+        self.fail_stream(stream_id, code);
+    }
+
     /// The connection ended: every session waiting on it learns so.
     pub fn close(&mut self) {
         self.closed = true;

@@ -137,13 +137,18 @@ impl StreamHandle {
         Poll::Pending
     }
 
+    /// End the response with an empty DATA frame, which needs no window.
+    pub fn send_end(&self) -> Result<()> {
+        let mut sh = self.shared.lock();
+        let res = sh.conn.send_data(self.id, &mut Bytes::new(), true);
+        sh.output_queued();
+        res.map_err(|e| send_error(e, "while ending an HTTP/2 stream"))
+    }
+
     /// Abort the stream with `code`.
     pub fn reset(&self, code: ErrorCode) {
         let mut sh = self.shared.lock();
-        sh.conn.reset_stream(self.id, code);
-        if let Some(slot) = sh.slots.get_mut(&self.id) {
-            slot.reset.get_or_insert(code);
-        }
+        sh.reject(self.id, code);
         sh.output_queued();
     }
 }
